@@ -1,0 +1,136 @@
+//! SimSiam's projection MLP and prediction MLP (SimSiam paper, Section 4 "Baseline settings"
+//! and Section 4.4), with Lightly's `SimSiamProjectionHead` and `SimSiamPredictionHead`
+//! parameter names (`layers.0.weight`, `layers.1.running_mean`, ...).
+
+use candle::{Module, ModuleT, Result, Tensor};
+use candle_nn::{BatchNorm, Linear, VarBuilder};
+
+use crate::layers::{batch_norm, linear};
+
+/// The projection MLP: `num_layers` fully connected layers without bias, each followed by BN;
+/// ReLU after all but the last. The paper's last BN has no affine parameters; Lightly's CIFAR
+/// benchmark gives it some.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionHeadConfig {
+    /// Input features (the backbone's feature dimension).
+    pub input_dim: usize,
+    /// Width of the hidden layers.
+    pub hidden_dim: usize,
+    /// Output features, `z`.
+    pub output_dim: usize,
+    /// Fully connected layers, at least 1 (the paper uses 3 on ImageNet, 2 on CIFAR).
+    pub num_layers: usize,
+    /// Whether the last BN learns a scale and shift (`false` in the paper).
+    pub last_bn_affine: bool,
+}
+
+impl ProjectionHeadConfig {
+    /// Lightly's `SimSiamProjectionHead` defaults: 2048-2048-2048, three layers, last BN
+    /// without affine.
+    pub fn lightly() -> Self {
+        Self::new(2048, 2048, 2048)
+    }
+
+    /// Three layers `input_dim -> hidden_dim -> hidden_dim -> output_dim`, last BN without
+    /// affine, as `SimSiamProjectionHead(input_dim, hidden_dim, output_dim)`.
+    pub fn new(input_dim: usize, hidden_dim: usize, output_dim: usize) -> Self {
+        Self { input_dim, hidden_dim, output_dim, num_layers: 3, last_bn_affine: false }
+    }
+
+    /// Builds the head through `vb`.
+    pub fn init(&self, vb: VarBuilder) -> Result<ProjectionHead> {
+        if self.num_layers == 0 || self.input_dim == 0 || self.hidden_dim == 0 || self.output_dim == 0 {
+            candle::bail!("invalid projection head {self:?}: dimensions and layer count must be positive");
+        }
+        let vb = vb.pp("layers");
+        let mut layers = Vec::with_capacity(self.num_layers);
+        for i in 0..self.num_layers {
+            let last = i + 1 == self.num_layers;
+            let fan_in = if i == 0 { self.input_dim } else { self.hidden_dim };
+            let fan_out = if last { self.output_dim } else { self.hidden_dim };
+            // Sequential indices: Linear, BN, ReLU per hidden layer.
+            let fc = linear(fan_in, fan_out, false, vb.pp(3 * i))?;
+            let bn = batch_norm(fan_out, !last || self.last_bn_affine, vb.pp(3 * i + 1))?;
+            layers.push((fc, bn));
+        }
+        Ok(ProjectionHead { layers })
+    }
+}
+
+/// The projection MLP `g` of SimSiam. Build it with [`ProjectionHeadConfig::init`].
+#[derive(Debug, Clone)]
+pub struct ProjectionHead {
+    layers: Vec<(Linear, BatchNorm)>,
+}
+
+impl ModuleT for ProjectionHead {
+    /// # Shapes
+    /// - `x`: `[batch, input_dim]`
+    /// - returns `[batch, output_dim]`
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let last = self.layers.len() - 1;
+        let mut x = x.clone();
+        for (i, (fc, bn)) in self.layers.iter().enumerate() {
+            x = bn.forward_t(&fc.forward(&x)?, train)?;
+            if i != last {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// The prediction MLP `h`: a bottleneck of two fully connected layers, the first without bias
+/// and followed by BN and ReLU, the second with bias and nothing after it (paper, Section 4.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PredictionHeadConfig {
+    /// Input features, `z`.
+    pub input_dim: usize,
+    /// The bottleneck's width (a quarter of the input in the paper).
+    pub hidden_dim: usize,
+    /// Output features, `p`.
+    pub output_dim: usize,
+}
+
+impl PredictionHeadConfig {
+    /// Lightly's `SimSiamPredictionHead` defaults: 2048-512-2048.
+    pub fn lightly() -> Self {
+        Self::new(2048, 512, 2048)
+    }
+
+    /// `input_dim -> hidden_dim -> output_dim`.
+    pub fn new(input_dim: usize, hidden_dim: usize, output_dim: usize) -> Self {
+        Self { input_dim, hidden_dim, output_dim }
+    }
+
+    /// Builds the head through `vb`.
+    pub fn init(&self, vb: VarBuilder) -> Result<PredictionHead> {
+        if self.input_dim == 0 || self.hidden_dim == 0 || self.output_dim == 0 {
+            candle::bail!("invalid prediction head {self:?}: dimensions must be positive");
+        }
+        let vb = vb.pp("layers");
+        Ok(PredictionHead {
+            fc1: linear(self.input_dim, self.hidden_dim, false, vb.pp(0))?,
+            bn1: batch_norm(self.hidden_dim, true, vb.pp(1))?,
+            fc2: linear(self.hidden_dim, self.output_dim, true, vb.pp(3))?,
+        })
+    }
+}
+
+/// The prediction MLP `h` of SimSiam. Build it with [`PredictionHeadConfig::init`].
+#[derive(Debug, Clone)]
+pub struct PredictionHead {
+    fc1: Linear,
+    bn1: BatchNorm,
+    fc2: Linear,
+}
+
+impl ModuleT for PredictionHead {
+    /// # Shapes
+    /// - `x`: `[batch, input_dim]`
+    /// - returns `[batch, output_dim]`
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.bn1.forward_t(&self.fc1.forward(x)?, train)?.relu()?;
+        self.fc2.forward(&h)
+    }
+}

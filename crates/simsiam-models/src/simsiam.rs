@@ -1,0 +1,111 @@
+//! The SimSiam model: a backbone, a projection MLP and a prediction MLP (SimSiam paper,
+//! Section 3 and Algorithm 1).
+
+use candle::{ModuleT, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::{Backbone, PredictionHead, PredictionHeadConfig, ProjectionHead, ProjectionHeadConfig};
+
+/// The outputs of one view: its projection `z`, detached (the stop-gradient), and its
+/// prediction `p`.
+#[derive(Debug, Clone)]
+pub struct ViewOutput {
+    /// The projection `z = g(f(x))`, detached from the graph.
+    pub z: Tensor,
+    /// The prediction `p = h(z)`, differentiable.
+    pub p: Tensor,
+}
+
+/// The outputs of two views, ready for `simsiam_loss::symmetric_loss(p0, z1, p1, z0)`.
+#[derive(Debug, Clone)]
+pub struct TwoViewOutput {
+    /// Projection of the first view, detached.
+    pub z0: Tensor,
+    /// Projection of the second view, detached.
+    pub z1: Tensor,
+    /// Prediction of the first view.
+    pub p0: Tensor,
+    /// Prediction of the second view.
+    pub p1: Tensor,
+}
+
+/// SimSiam: `f` (any [`Backbone`]), projection `g` and prediction `h`, with parameter names
+/// `backbone.*`, `projection_head.*` and `prediction_head.*`.
+#[derive(Debug, Clone)]
+pub struct SimSiam<B> {
+    backbone: B,
+    projection_head: ProjectionHead,
+    prediction_head: PredictionHead,
+}
+
+impl<B: Backbone> SimSiam<B> {
+    /// Wraps `backbone`, building the heads under `vb.pp("projection_head")` and
+    /// `vb.pp("prediction_head")`. The projection head's input must be the backbone's feature
+    /// dimension and the prediction head must map `z` to `z`'s dimension.
+    pub fn new(
+        backbone: B,
+        projection: &ProjectionHeadConfig,
+        prediction: &PredictionHeadConfig,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if projection.input_dim != backbone.feature_dim() {
+            candle::bail!(
+                "projection head input {} does not match the backbone's {} features",
+                projection.input_dim,
+                backbone.feature_dim()
+            );
+        }
+        if prediction.input_dim != projection.output_dim || prediction.output_dim != projection.output_dim {
+            candle::bail!(
+                "prediction head {}->{} must map the projection's {} dimensions to themselves",
+                prediction.input_dim,
+                prediction.output_dim,
+                projection.output_dim
+            );
+        }
+        Ok(Self {
+            backbone,
+            projection_head: projection.init(vb.pp("projection_head"))?,
+            prediction_head: prediction.init(vb.pp("prediction_head"))?,
+        })
+    }
+
+    /// The backbone, for feature extraction and evaluation.
+    pub fn backbone(&self) -> &B {
+        &self.backbone
+    }
+
+    /// The projection head `g`.
+    pub fn projection_head(&self) -> &ProjectionHead {
+        &self.projection_head
+    }
+
+    /// The prediction head `h`.
+    pub fn prediction_head(&self) -> &PredictionHead {
+        &self.prediction_head
+    }
+
+    /// One view through `f`, `g` and `h`; as Lightly's example, `z` comes back detached.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, 3, h, w]`
+    /// - returns `z` and `p`, each `[batch, projection output_dim]`
+    pub fn forward_view(&self, x: &Tensor, train: bool) -> Result<ViewOutput> {
+        let f = self.backbone.forward_t(x, train)?;
+        let z = self.projection_head.forward_t(&f, train)?;
+        let p = self.prediction_head.forward_t(&z, train)?;
+        Ok(ViewOutput { z: z.detach(), p })
+    }
+
+    /// Two views, each in its own forward pass (so each has its own batch statistics, as in
+    /// the paper's Algorithm 1 and Lightly's example).
+    ///
+    /// # Shapes
+    /// - `x0`, `x1`: `[batch, 3, h, w]`
+    /// - returns `z0`, `z1`, `p0`, `p1`, each `[batch, projection output_dim]`
+    pub fn forward_views(&self, x0: &Tensor, x1: &Tensor, train: bool) -> Result<TwoViewOutput> {
+        let v0 = self.forward_view(x0, train)?;
+        let v1 = self.forward_view(x1, train)?;
+        Ok(TwoViewOutput { z0: v0.z, z1: v1.z, p0: v0.p, p1: v1.p })
+    }
+}
