@@ -1,0 +1,40 @@
+//! Reusable scratch memory, one per worker thread.
+
+use crate::chw_image::ChwImage;
+use crate::resize::AxisWeights;
+
+/// Scratch buffers that ops reuse between images, so the hot path allocates only while the
+/// buffers grow to the largest image seen.
+///
+/// Keep one per thread: the batch API holds one in a thread-local; single-image callers make
+/// one with [`Workspace::new`] and pass it along.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    /// The image a view pipeline works on.
+    pub(crate) work: ChwImage,
+    /// A second image for ops that cannot work in place (crop, rotation).
+    pub(crate) image: ChwImage,
+    /// `f32` intermediate rows or planes (resize, blur).
+    pub(crate) floats: Vec<f32>,
+    /// A second `f32` buffer (blur's padded row).
+    pub(crate) floats2: Vec<f32>,
+    /// Resize weights along x.
+    pub(crate) weights_x: AxisWeights,
+    /// Resize weights along y.
+    pub(crate) weights_y: AxisWeights,
+    /// Gaussian kernel taps.
+    pub(crate) kernel: Vec<f32>,
+}
+
+impl Workspace {
+    /// An empty workspace; buffers grow on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Resizes `buf` to `len`, keeping its allocation, and returns it.
+pub(crate) fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..len]
+}
