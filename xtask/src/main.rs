@@ -1,6 +1,7 @@
 //! `cargo xtask`: project automation, in the rust-analyzer style (one binary, one module per task).
 
 mod ci;
+mod pretrain_cifar;
 
 use std::path::{Path, PathBuf};
 
@@ -10,13 +11,18 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
+  ci                 what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
+  download-cifar     fetch and verify CIFAR-10 into data/cifar10 [--from PATH|URL] [--data DIR]
+  pretrain-cifar     download when missing, pretrain with SimSiam, report kNN accuracy
+                     [--from PATH|URL] [--data DIR] [--preset NAME] [--set section.key=value]...
 ";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
+        Some("download-cifar") => pretrain_cifar::download(&args[1..]),
+        Some("pretrain-cifar") => pretrain_cifar::pretrain(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

@@ -36,6 +36,7 @@ pub struct SimSiam<B> {
     backbone: B,
     projection_head: ProjectionHead,
     prediction_head: PredictionHead,
+    output_dim: usize,
 }
 
 impl<B: Backbone> SimSiam<B> {
@@ -67,12 +68,18 @@ impl<B: Backbone> SimSiam<B> {
             backbone,
             projection_head: projection.init(vb.pp("projection_head"))?,
             prediction_head: prediction.init(vb.pp("prediction_head"))?,
+            output_dim: projection.output_dim,
         })
     }
 
     /// The backbone, for feature extraction and evaluation.
     pub fn backbone(&self) -> &B {
         &self.backbone
+    }
+
+    /// The dimension of `z` and `p`.
+    pub fn output_dim(&self) -> usize {
+        self.output_dim
     }
 
     /// The projection head `g`.

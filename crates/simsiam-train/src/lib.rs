@@ -1,5 +1,41 @@
-//! The SimSiam trainer.
+//! The SimSiam trainer: the recipe of Chen & He ("Exploring Simple Siamese Representation
+//! Learning", CVPR 2021) and of the official code, with what a long run needs.
 //!
-//! This crate will hold SGD with momentum and weight decay, cosine schedules, the training
-//! loop, atomic checkpoints, the kNN monitor and linear evaluation. It arrives with the
-//! trainer issue; today it holds only its manifest.
+//! - [`Sgd`]: SGD with momentum and weight decay with `torch.optim.SGD`'s semantics, parameter
+//!   groups, a fixed learning rate for the predictor.
+//! - [`CosineSchedule`] and [`scaled_lr`]: cosine decay with linear warmup, `lr * batch / 256`.
+//! - [`Trainer`]: the loop, with a progress bar, JSON-lines metrics ([`MetricsLog`]), atomic
+//!   checkpoints ([`Checkpointer`]) and exact resume, Ctrl-C handling and a kNN monitor.
+//! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
+//!   evaluation on frozen features ([`linear_eval`]), embedding export ([`write_embeddings_csv`]).
+//! - [`TwoViewBatches`]: the data interface, implemented for `simsiam-data`'s loader.
+
+mod checkpoint;
+mod data_source;
+mod embeddings;
+mod error;
+mod features;
+mod fs;
+mod knn;
+mod linear_eval;
+mod metrics;
+mod schedule;
+mod sgd;
+mod source;
+mod trainer;
+
+pub use checkpoint::{Checkpointer, TrainState, load_checkpoint, read_train_state, save_weights};
+pub use data_source::{knn_monitor, loader_features};
+pub use embeddings::{
+    Embeddings, read_embeddings_safetensors, write_embeddings_csv, write_embeddings_safetensors,
+};
+pub use error::{Result, TrainError};
+pub use features::{Features, extract_features};
+pub use fs::atomic_write;
+pub use knn::{KnnConfig, KnnResult, accuracy, knn_classify, knn_scores, l2_normalize};
+pub use linear_eval::{LinearEvalConfig, LinearEvalResult, linear_eval};
+pub use metrics::{MetricEvent, MetricsLog};
+pub use schedule::{CosineSchedule, scaled_lr};
+pub use sgd::{ParamGroup, Sgd, SgdConfig};
+pub use source::{EpochBatches, TwoViewBatches, ViewPair};
+pub use trainer::{KnnMonitor, ScheduleStep, TrainSummary, Trainer, TrainerConfig};

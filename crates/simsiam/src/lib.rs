@@ -1,6 +1,18 @@
-//! SimSiam self-supervised pretraining in Rust.
+//! SimSiam self-supervised pretraining in Rust: the facade over the `simsiam-*` crates and
+//! the pieces of the `simsiam` command-line tool.
 //!
-//! This crate is the facade over the `simsiam-*` crates and holds the `simsiam` command-line
-//! tool. The commands arrive with the CLI issue.
+//! - [`config::RunConfig`]: every knob in one TOML file, with presets (`lightly-example`,
+//!   `cifar10-paper`, `satellite`) and `section.key=value` overrides.
+//! - [`run`]: datasets, loaders, model and loss from a config.
+//! - [`pretrain::pretrain`]: a whole run with checkpoints, metrics and the kNN monitor.
 
+pub mod config;
+pub mod evaluate;
+pub mod pretrain;
+pub mod run;
+
+pub use simsiam_augment as augment;
+pub use simsiam_data as data;
+pub use simsiam_loss as loss;
+pub use simsiam_models as models;
 pub use simsiam_train as train;

@@ -1,0 +1,53 @@
+//! `simsiam-data`'s loaders as the trainer's batch source and kNN monitor.
+
+use simsiam_data::{EvalLoader, TwoViewLoader};
+use simsiam_models::{Backbone, SimSiam};
+
+use crate::{
+    EpochBatches, Features, KnnConfig, KnnMonitor, Result, TwoViewBatches, extract_features, knn_classify,
+};
+
+impl TwoViewBatches for TwoViewLoader {
+    fn batches_per_epoch(&self) -> usize {
+        TwoViewLoader::batches_per_epoch(self)
+    }
+
+    fn batch_size(&self) -> usize {
+        self.config().batch_size
+    }
+
+    fn batches(&self, epoch: u64, skip: usize) -> Result<EpochBatches<'_>> {
+        // The loader is seeded per (seed, epoch, index), so skipped batches are the ones a
+        // resumed run already trained on.
+        let batches = self.epoch(epoch).skip(skip).map(|b| Ok(b.map(|b| (b.x0, b.x1))?));
+        Ok(Box::new(batches))
+    }
+}
+
+/// Backbone features of every sample of `loader`, in its order.
+pub fn loader_features<M: candle::ModuleT + ?Sized>(backbone: &M, loader: &EvalLoader) -> Result<Features> {
+    extract_features(backbone, loader.batches().map(|b| Ok(b.map(|b| (b.x, b.labels, b.names))?)))
+}
+
+/// A kNN monitor: features of `train` (the memory bank, no augmentation) and `test`, then
+/// weighted kNN top-1 accuracy.
+pub fn knn_monitor<B: Backbone + 'static>(
+    train: EvalLoader,
+    test: EvalLoader,
+    classes: usize,
+    config: KnnConfig,
+) -> KnnMonitor<B> {
+    Box::new(move |model: &SimSiam<B>| {
+        let bank = loader_features(model.backbone(), &train)?;
+        let queries = loader_features(model.backbone(), &test)?;
+        let result = knn_classify(
+            &bank.features,
+            &bank.required_labels()?,
+            &queries.features,
+            &queries.required_labels()?,
+            classes,
+            &config,
+        )?;
+        Ok(result.top1)
+    })
+}

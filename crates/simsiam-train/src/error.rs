@@ -1,0 +1,61 @@
+//! The one error type of the trainer.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while training, checkpointing or evaluating.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle::Error),
+    /// Loading data failed.
+    #[error(transparent)]
+    Data(#[from] simsiam_data::DataError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// A checkpoint exists but cannot be used.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The loss became NaN or infinite.
+    #[error("the loss is {loss} at epoch {epoch}, step {step}; the last good checkpoint is kept")]
+    NonFiniteLoss {
+        /// The loss value.
+        loss: f32,
+        /// The epoch.
+        epoch: usize,
+        /// The global step.
+        step: usize,
+    },
+    /// Training was interrupted (Ctrl-C) after saving a checkpoint.
+    #[error("interrupted at epoch {epoch}, step {step}; checkpoint saved")]
+    Interrupted {
+        /// The epoch in progress.
+        epoch: usize,
+        /// The global step.
+        step: usize,
+    },
+}
+
+impl TrainError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}
+
+/// The trainer's result type.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

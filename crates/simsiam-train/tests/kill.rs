@@ -1,0 +1,150 @@
+//! Checkpoints survive SIGKILL: a training process killed at random moments, during steps
+//! and during checkpoint writes, always leaves only whole checkpoints, resumes from the
+//! newest, and ends with the weights of an uninterrupted run.
+//!
+//! The killed processes are this test binary itself, re-run on the `#[ignore]`d
+//! `child_*` entry points below with `SIMSIAM_KILL_TEST_DIR` set.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use candle::{DType, Device};
+use candle_nn::VarMap;
+use common::{config, data, trainer, weights};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use simsiam_models::{ResNetConfig, Stem, seeded_var_builder};
+use simsiam_train::{Checkpointer, Result, Sgd, SgdConfig, TrainError, TrainState, load_checkpoint};
+
+const DIR_VAR: &str = "SIMSIAM_KILL_TEST_DIR";
+const EPOCHS: usize = 6;
+
+fn child_dir() -> PathBuf {
+    PathBuf::from(std::env::var(DIR_VAR).expect("run by the kill tests, which set SIMSIAM_KILL_TEST_DIR"))
+}
+
+/// Resumes from the newest checkpoint and trains to the end, one checkpoint per epoch.
+#[test]
+#[ignore = "child process of the kill tests"]
+fn child_training_run() -> Result<()> {
+    let mut t = trainer(config(EPOCHS))?.with_checkpoints(Checkpointer::new(child_dir(), 2)?);
+    t.resume_latest()?;
+    t.fit(&data())?;
+    Ok(())
+}
+
+/// Writes checkpoints of a wider model back to back, so that kills land mid-write.
+#[test]
+#[ignore = "child process of the kill tests"]
+fn child_checkpoint_writer() -> Result<()> {
+    let varmap = VarMap::new();
+    let vb = seeded_var_builder(&varmap, 1, DType::F32, &Device::Cpu);
+    ResNetConfig::resnet18(Stem::Cifar).with_width(64).init(vb.pp("backbone"))?;
+    let sgd = Sgd::new(vec![], SgdConfig::default())?;
+    let checkpointer = Checkpointer::new(child_dir(), 3)?;
+    for step in 0.. {
+        let state = TrainState {
+            epoch: step,
+            step,
+            seed: 1,
+            config: serde_json::json!({ "writer": step }),
+            library_version: "test".into(),
+            batches_per_epoch: 1,
+        };
+        checkpointer.save(&varmap, &sgd, &state)?;
+    }
+    Ok(())
+}
+
+fn spawn(child: &str, dir: &Path) -> Child {
+    Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--ignored", "--exact", child, "--test-threads=1"])
+        .env(DIR_VAR, dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child test process")
+}
+
+/// Every checkpoint on disk loads whole; returns how many there are.
+fn assert_all_checkpoints_whole(dir: &Path, varmap: &VarMap) -> usize {
+    let checkpoints = Checkpointer::new(dir, 100).and_then(|c| c.list()).expect("list checkpoints");
+    for path in &checkpoints {
+        if let Err(e) = load_checkpoint(path, varmap, None) {
+            panic!("a checkpoint on disk is broken: {e}");
+        }
+    }
+    checkpoints.len()
+}
+
+#[test]
+fn killed_training_always_resumes_to_the_uninterrupted_result() -> Result<()> {
+    let straight = {
+        let mut t = trainer(config(EPOCHS))?;
+        t.fit(&data())?;
+        weights(t.varmap())?
+    };
+    let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
+    let probe = trainer(config(EPOCHS))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut kills = 0;
+    while kills < 8 && Instant::now() < deadline {
+        let mut child = spawn("child_training_run", dir.path());
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..1500)));
+        if child.try_wait().map_err(|e| TrainError::io("child", e))?.is_some() {
+            break; // finished before the kill: the run is complete
+        }
+        child.kill().map_err(|e| TrainError::io("child", e))?; // SIGKILL
+        child.wait().map_err(|e| TrainError::io("child", e))?;
+        kills += 1;
+        assert_all_checkpoints_whole(dir.path(), probe.varmap());
+    }
+    let status = spawn("child_training_run", dir.path()).wait().map_err(|e| TrainError::io("child", e))?;
+    assert!(status.success(), "the final resumed run failed: {status}");
+    assert!(kills > 0, "no kill landed");
+
+    let mut resumed = trainer(config(EPOCHS))?.with_checkpoints(Checkpointer::new(dir.path(), 2)?);
+    let state = resumed.resume_latest()?.expect("a final checkpoint");
+    assert_eq!(state.epoch, EPOCHS);
+    assert!(
+        weights(resumed.varmap())? == straight,
+        "after {kills} kills the weights differ from a straight run"
+    );
+    Ok(())
+}
+
+#[test]
+fn kills_during_checkpoint_writes_leave_no_half_written_checkpoint() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
+    let varmap = VarMap::new();
+    let vb = seeded_var_builder(&varmap, 9, DType::F32, &Device::Cpu);
+    ResNetConfig::resnet18(Stem::Cifar).with_width(64).init(vb.pp("backbone"))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (mut seen, mut mid_write) = (0, 0);
+    for _ in 0..10 {
+        let mut child = spawn("child_checkpoint_writer", dir.path());
+        std::thread::sleep(Duration::from_millis(rng.random_range(900..2500)));
+        child.kill().map_err(|e| TrainError::io("child", e))?;
+        child.wait().map_err(|e| TrainError::io("child", e))?;
+        // Count a killed write's temporary before opening the directory removes it.
+        mid_write += usize::from(temporaries(dir.path())? > 0);
+        seen += assert_all_checkpoints_whole(dir.path(), &varmap);
+    }
+    assert!(seen > 0, "the writer never finished a checkpoint");
+    assert!(mid_write > 0, "no kill landed during a write");
+    // A killed write leaves its hidden temporary file, which never counts as a checkpoint;
+    // opening the directory for training removes it.
+    Checkpointer::new(dir.path(), 3)?;
+    assert_eq!(temporaries(dir.path())?, 0);
+    Ok(())
+}
+
+/// Hidden temporary files of interrupted writes.
+fn temporaries(dir: &Path) -> Result<usize> {
+    let entries = std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))?;
+    Ok(entries.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).count())
+}

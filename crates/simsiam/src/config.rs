@@ -1,0 +1,325 @@
+//! The run configuration: every knob of data, augmentation, model and training in one TOML
+//! file, with named presets and `section.key=value` overrides.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Everything a run needs; printed in full at start and stored in every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Where the images come from.
+    pub data: DataConfig,
+    /// The two-view augmentation.
+    pub augment: AugmentConfig,
+    /// Backbone and heads.
+    pub model: ModelConfig,
+    /// Optimiser, schedule, checkpoints and monitoring.
+    pub train: TrainConfig,
+}
+
+/// The dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `cifar10`, `cifar100` or `folder`.
+    pub dataset: String,
+    /// For CIFAR, the directory holding `cifar-10-batches-bin` (or `cifar-100-binary`); for a
+    /// folder, its root.
+    pub path: PathBuf,
+    /// Use only the first `limit` training images (0: all), for a quick try.
+    pub limit: usize,
+    /// Loader worker threads.
+    pub workers: usize,
+}
+
+/// The knobs of `simsiam_augment::SimSiamConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Output side of each view.
+    pub input_size: u32,
+    /// Colour-jitter probability.
+    pub cj_prob: f64,
+    /// Colour-jitter strength multiplier.
+    pub cj_strength: f64,
+    /// Smallest crop area fraction.
+    pub min_scale: f64,
+    /// Grayscale probability.
+    pub random_gray_scale: f64,
+    /// Gaussian-blur probability.
+    pub gaussian_blur: f64,
+    /// Horizontal-flip probability.
+    pub hf_prob: f64,
+    /// Vertical-flip probability.
+    pub vf_prob: f64,
+    /// 90-degree-rotation probability.
+    pub rr_prob: f64,
+    /// `cifar10` or `imagenet` mean and std.
+    pub normalize: String,
+}
+
+/// Backbone and heads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `resnet18`, `resnet34` or `resnet50`.
+    pub backbone: String,
+    /// `imagenet` (torchvision's 7x7 stem with max-pool) or `cifar` (3x3, no max-pool).
+    pub stem: String,
+    /// Channels of the first stage (64 for the standard networks).
+    pub width: usize,
+    /// Start each residual block's last BN at zero.
+    pub zero_init_residual: bool,
+    /// Projection head hidden width.
+    pub proj_hidden_dim: usize,
+    /// Projection (and prediction) output dimension.
+    pub proj_output_dim: usize,
+    /// Projection head layers.
+    pub proj_layers: usize,
+    /// Affine last BN in the projection head.
+    pub proj_last_bn_affine: bool,
+    /// Prediction head bottleneck width.
+    pub pred_hidden_dim: usize,
+    /// `negative_cosine` or `symmetrized_cross_entropy`.
+    pub loss: String,
+}
+
+/// Optimiser, schedule, checkpoints and monitoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub base_lr: f64,
+    /// `lr = base_lr * batch_size / 256` (the paper's rule) instead of `lr = base_lr`.
+    pub scale_lr: bool,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD weight decay.
+    pub weight_decay: f64,
+    /// Keep the predictor's learning rate fixed.
+    pub fixed_predictor_lr: bool,
+    /// Linear warmup epochs.
+    pub warmup_epochs: usize,
+    /// `epoch` or `iteration`.
+    pub schedule: String,
+    /// Seed of weights, shuffling and augmentation.
+    pub seed: u64,
+    /// `cpu`, `cuda`, `cuda:N` or `metal`.
+    pub device: String,
+    /// Where checkpoints, metrics and figures go.
+    pub output_dir: PathBuf,
+    /// Steps between log lines.
+    pub log_every: usize,
+    /// Epochs between checkpoints.
+    pub checkpoint_every: usize,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Epochs between kNN evaluations (0: only at the end).
+    pub knn_every: usize,
+    /// kNN neighbours.
+    pub knn_k: usize,
+    /// kNN temperature.
+    pub knn_t: f64,
+}
+
+/// The named presets.
+pub const PRESETS: [&str; 3] = ["lightly-example", "cifar10-paper", "satellite"];
+
+impl RunConfig {
+    /// A named preset.
+    pub fn preset(name: &str) -> Result<Self> {
+        let base = Self::lightly_example();
+        Ok(match name {
+            "lightly-example" => base,
+            "cifar10-paper" => Self {
+                model: ModelConfig {
+                    stem: "cifar".into(),
+                    proj_hidden_dim: 2048,
+                    proj_output_dim: 2048,
+                    proj_layers: 2,
+                    pred_hidden_dim: 512,
+                    ..base.model
+                },
+                train: TrainConfig {
+                    epochs: 800,
+                    batch_size: 512,
+                    base_lr: 0.03,
+                    scale_lr: true,
+                    weight_decay: 5e-4,
+                    output_dir: "runs/cifar10-paper".into(),
+                    ..base.train
+                },
+                ..base
+            },
+            "satellite" => Self {
+                data: DataConfig { dataset: "folder".into(), path: "images".into(), ..base.data },
+                augment: AugmentConfig {
+                    input_size: 64,
+                    min_scale: 0.5,
+                    cj_strength: 0.5,
+                    hf_prob: 0.5,
+                    vf_prob: 0.5,
+                    rr_prob: 0.5,
+                    gaussian_blur: 0.0,
+                    normalize: "imagenet".into(),
+                    ..base.augment
+                },
+                train: TrainConfig { batch_size: 128, output_dir: "runs/satellite".into(), ..base.train },
+                ..base
+            },
+            other => bail!("unknown preset `{other}`; presets: {}", PRESETS.join(", ")),
+        })
+    }
+
+    /// Lightly's SimSiam example on CIFAR-10: torchvision's resnet18 on 32x32, heads
+    /// 512-512-128 and 128-64-128, batch 256, SGD lr 0.06 with momentum 0.9 and weight decay
+    /// 5e-4, 10 epochs.
+    fn lightly_example() -> Self {
+        Self {
+            data: DataConfig { dataset: "cifar10".into(), path: "data/cifar10".into(), limit: 0, workers: 2 },
+            augment: AugmentConfig {
+                input_size: 32,
+                cj_prob: 0.8,
+                cj_strength: 1.0,
+                min_scale: 0.2,
+                random_gray_scale: 0.2,
+                gaussian_blur: 0.0,
+                hf_prob: 0.5,
+                vf_prob: 0.0,
+                rr_prob: 0.0,
+                normalize: "cifar10".into(),
+            },
+            model: ModelConfig {
+                backbone: "resnet18".into(),
+                stem: "imagenet".into(),
+                width: 64,
+                zero_init_residual: false,
+                proj_hidden_dim: 512,
+                proj_output_dim: 128,
+                proj_layers: 3,
+                proj_last_bn_affine: false,
+                pred_hidden_dim: 64,
+                loss: "negative_cosine".into(),
+            },
+            train: TrainConfig {
+                epochs: 10,
+                batch_size: 256,
+                base_lr: 0.06,
+                scale_lr: false,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+                fixed_predictor_lr: true,
+                warmup_epochs: 0,
+                schedule: "epoch".into(),
+                seed: 0,
+                device: "cpu".into(),
+                output_dir: "runs/lightly-example".into(),
+                log_every: 20,
+                checkpoint_every: 1,
+                keep_checkpoints: 3,
+                knn_every: 1,
+                knn_k: 200,
+                knn_t: 0.1,
+            },
+        }
+    }
+
+    /// Reads a TOML file; unknown keys and bad values are errors naming the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Applies `section.key=value` overrides; the value is a TOML literal (`5`, `0.1`, `true`,
+    /// `"text"`) or bare text.
+    pub fn with_overrides(self, overrides: &[String]) -> Result<Self> {
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        let mut value = toml::Value::try_from(&self).context("cannot represent the config as TOML")?;
+        for item in overrides {
+            let (key, raw) =
+                item.split_once('=').with_context(|| format!("override `{item}` is not key=value"))?;
+            let parts: Vec<&str> = key.trim().split('.').collect();
+            let [section, field] = parts[..] else {
+                bail!("override key `{key}` must be section.key, e.g. train.epochs");
+            };
+            let table = value
+                .get_mut(section)
+                .and_then(toml::Value::as_table_mut)
+                .with_context(|| format!("unknown config section `{section}` in `{item}`"))?;
+            if !table.contains_key(field) {
+                bail!("unknown config key `{section}.{field}` in `{item}`");
+            }
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.trim().to_owned()));
+            table.insert(field.to_owned(), parsed);
+        }
+        value.try_into().context("invalid value in the overrides")
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("cannot write the config as TOML")
+    }
+
+    /// The learning rate the optimiser starts from.
+    pub fn lr(&self) -> f64 {
+        if self.train.scale_lr {
+            simsiam_train::scaled_lr(self.train.base_lr, self.train.batch_size)
+        } else {
+            self.train.base_lr
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_round_trip_through_toml() -> Result<()> {
+        for name in PRESETS {
+            let config = RunConfig::preset(name)?;
+            let back: RunConfig = toml::from_str(&config.to_toml()?)?;
+            assert_eq!(back, config, "{name}");
+        }
+        assert!(RunConfig::preset("nope").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn cifar10_paper_scales_the_learning_rate() -> Result<()> {
+        let c = RunConfig::preset("cifar10-paper")?;
+        assert!((c.lr() - 0.06).abs() < 1e-12);
+        assert_eq!((c.model.stem.as_str(), c.model.proj_output_dim, c.train.epochs), ("cifar", 2048, 800));
+        Ok(())
+    }
+
+    #[test]
+    fn overrides_set_known_keys_and_reject_the_rest() -> Result<()> {
+        let c = RunConfig::preset("lightly-example")?.with_overrides(&[
+            "train.epochs=3".into(),
+            "data.path=/tmp/x".into(),
+            "model.loss=\"symmetrized_cross_entropy\"".into(),
+        ])?;
+        assert_eq!(c.train.epochs, 3);
+        assert_eq!(c.data.path, PathBuf::from("/tmp/x"));
+        assert_eq!(c.model.loss, "symmetrized_cross_entropy");
+        let base = RunConfig::preset("lightly-example")?;
+        assert!(base.clone().with_overrides(&["train.epoch=3".into()]).is_err());
+        assert!(base.clone().with_overrides(&["train.epochs=lots".into()]).is_err());
+        assert!(base.with_overrides(&["epochs".into()]).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! `simsiam eval knn`, `simsiam eval linear` and `simsiam embed`: a checkpoint's backbone on
+//! the configured dataset.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use simsiam_models::{ResNet, SimSiam};
+use simsiam_train::{
+    KnnConfig, KnnResult, LinearEvalConfig, LinearEvalResult, knn_classify, linear_eval, load_checkpoint,
+    loader_features, read_train_state, write_embeddings_csv, write_embeddings_safetensors,
+};
+
+use crate::config::RunConfig;
+use crate::run::{Datasets, build_model, device, eval_loader, open_datasets};
+
+/// The config stored in a checkpoint, with overrides applied.
+pub fn checkpoint_config(checkpoint: &Path, overrides: &[String]) -> Result<RunConfig> {
+    let state = read_train_state(checkpoint)?;
+    let run: RunConfig = serde_json::from_value(state.config).with_context(|| {
+        format!("{}: the stored config is not a simsiam run config", checkpoint.display())
+    })?;
+    run.with_overrides(overrides)
+}
+
+/// The model of a checkpoint with its weights.
+pub fn load_model(run: &RunConfig, checkpoint: &Path) -> Result<SimSiam<ResNet>> {
+    let (model, varmap) = build_model(run, &device(&run.train.device)?)?;
+    load_checkpoint(checkpoint, &varmap, None)?;
+    Ok(model)
+}
+
+fn labelled(data: &Datasets) -> Result<(&std::sync::Arc<dyn simsiam_data::Dataset>, usize)> {
+    match (&data.test, data.classes) {
+        (Some(test), Some(classes)) => Ok((test, classes)),
+        _ => bail!("evaluation needs a labelled dataset with a test split (cifar10 or cifar100)"),
+    }
+}
+
+/// Weighted kNN accuracy of the checkpoint's backbone.
+pub fn knn(run: &RunConfig, checkpoint: &Path) -> Result<KnnResult> {
+    let model = load_model(run, checkpoint)?;
+    let dev = device(&run.train.device)?;
+    let data = open_datasets(&run.data)?;
+    let (test, classes) = labelled(&data)?;
+    let bank = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
+    let queries = loader_features(model.backbone(), &eval_loader(run, test.clone(), &dev)?)?;
+    let config = KnnConfig { k: run.train.knn_k, temperature: run.train.knn_t, ..KnnConfig::default() };
+    Ok(knn_classify(
+        &bank.features,
+        &bank.required_labels()?,
+        &queries.features,
+        &queries.required_labels()?,
+        classes,
+        &config,
+    )?)
+}
+
+/// Linear evaluation of the checkpoint's frozen backbone.
+pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> Result<LinearEvalResult> {
+    let model = load_model(run, checkpoint)?;
+    let dev = device(&run.train.device)?;
+    let data = open_datasets(&run.data)?;
+    let (test, classes) = labelled(&data)?;
+    let train = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
+    let test = loader_features(model.backbone(), &eval_loader(run, test.clone(), &dev)?)?;
+    Ok(linear_eval(
+        &train.features,
+        &train.required_labels()?,
+        &test.features,
+        &test.required_labels()?,
+        classes,
+        config,
+    )?)
+}
+
+/// Writes the training images' embeddings as Lightly's CSV (`.csv`) or safetensors.
+pub fn embed(run: &RunConfig, checkpoint: &Path, out: &Path) -> Result<usize> {
+    let model = load_model(run, checkpoint)?;
+    let dev = device(&run.train.device)?;
+    let data = open_datasets(&run.data)?;
+    let f = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
+    match out.extension().and_then(|e| e.to_str()) {
+        Some("csv") => write_embeddings_csv(out, &f.names, &f.features, &f.labels)?,
+        Some("safetensors") => write_embeddings_safetensors(out, &f.names, &f.features, &f.labels)?,
+        _ => bail!("{}: the output must end in .csv or .safetensors", out.display()),
+    }
+    Ok(f.names.len())
+}

@@ -1,0 +1,78 @@
+//! `cargo xtask download-cifar` and `cargo xtask pretrain-cifar`: CIFAR-10 on disk, then a
+//! SimSiam run that ends with the kNN accuracy, through the `simsiam` binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, project_root};
+
+/// Where the tasks keep CIFAR-10 unless told otherwise.
+fn default_data_dir() -> PathBuf {
+    project_root().join("data").join("cifar10")
+}
+
+struct Options {
+    from: Option<String>,
+    data: PathBuf,
+    rest: Vec<String>,
+}
+
+/// Splits `--from SRC` and `--data DIR` from the arguments passed on to `simsiam`.
+fn parse(args: &[String]) -> Result<Options> {
+    let mut options = Options { from: None, data: default_data_dir(), rest: Vec::new() };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--from" => options.from = Some(it.next().context("--from needs a path or URL")?.clone()),
+            "--data" => options.data = PathBuf::from(it.next().context("--data needs a directory")?),
+            _ => options.rest.push(arg.clone()),
+        }
+    }
+    Ok(options)
+}
+
+fn simsiam(args: &[String]) -> Result<()> {
+    let status = Command::new(cargo())
+        .args(["run", "--release", "--quiet", "--package", "simsiam", "--"])
+        .args(args)
+        .current_dir(project_root())
+        .status()
+        .context("could not start `cargo run -p simsiam`")?;
+    if !status.success() {
+        bail!("simsiam {} failed ({status})", args.first().map(String::as_str).unwrap_or(""));
+    }
+    Ok(())
+}
+
+/// `cargo xtask download-cifar [--from PATH|URL] [--data DIR]`.
+pub fn download(args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    if let Some(extra) = options.rest.first() {
+        bail!("download-cifar: unexpected argument `{extra}`");
+    }
+    let mut cmd = vec!["download".to_owned(), "--dataset".into(), "cifar10".into()];
+    cmd.extend(["--dir".into(), options.data.display().to_string()]);
+    if let Some(from) = options.from {
+        cmd.extend(["--from".into(), from]);
+    }
+    simsiam(&cmd)
+}
+
+/// `cargo xtask pretrain-cifar [--from PATH|URL] [--data DIR] [simsiam pretrain flags]`:
+/// downloads CIFAR-10 when missing, then pretrains. With no flags it picks the preset that
+/// suits a CPU (Lightly's example); any `--preset`, `--config` or `--set` is passed on.
+pub fn pretrain(args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    download(&match &options.from {
+        Some(from) => {
+            vec!["--from".into(), from.clone(), "--data".into(), options.data.display().to_string()]
+        }
+        None => vec!["--data".into(), options.data.display().to_string()],
+    })?;
+    let mut cmd =
+        vec!["pretrain".to_owned(), "--set".into(), format!("data.path={}", options.data.display())];
+    cmd.extend(options.rest);
+    simsiam(&cmd)
+}
