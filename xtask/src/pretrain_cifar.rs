@@ -35,7 +35,9 @@ fn parse(args: &[String]) -> Result<Options> {
 
 fn simsiam(args: &[String]) -> Result<()> {
     let status = Command::new(cargo())
-        .args(["run", "--release", "--quiet", "--package", "simsiam", "--"])
+        // The dev profile optimises candle and our kernels (see the workspace Cargo.toml), so a
+        // run needs no second, release build of candle.
+        .args(["run", "--quiet", "--package", "simsiam", "--"])
         .args(args)
         .current_dir(project_root())
         .status()

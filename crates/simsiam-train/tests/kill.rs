@@ -69,6 +69,12 @@ fn spawn(child: &str, dir: &Path) -> Child {
         .expect("spawn the child test process")
 }
 
+/// SIGKILL, then reap.
+fn kill(mut child: Child) {
+    let _ = child.kill(); // fails only when the child has exited already
+    child.wait().expect("reap the child process");
+}
+
 /// Every checkpoint on disk loads whole; returns how many there are.
 fn assert_all_checkpoints_whole(dir: &Path, varmap: &VarMap) -> usize {
     let checkpoints = Checkpointer::new(dir, 100).and_then(|c| c.list()).expect("list checkpoints");
@@ -95,11 +101,10 @@ fn killed_training_always_resumes_to_the_uninterrupted_result() -> Result<()> {
     while kills < 8 && Instant::now() < deadline {
         let mut child = spawn("child_training_run", dir.path());
         std::thread::sleep(Duration::from_millis(rng.random_range(50..1500)));
-        if child.try_wait().map_err(|e| TrainError::io("child", e))?.is_some() {
+        if child.try_wait().expect("poll the child process").is_some() {
             break; // finished before the kill: the run is complete
         }
-        child.kill().map_err(|e| TrainError::io("child", e))?; // SIGKILL
-        child.wait().map_err(|e| TrainError::io("child", e))?;
+        kill(child);
         kills += 1;
         assert_all_checkpoints_whole(dir.path(), probe.varmap());
     }
@@ -126,10 +131,9 @@ fn kills_during_checkpoint_writes_leave_no_half_written_checkpoint() -> Result<(
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let (mut seen, mut mid_write) = (0, 0);
     for _ in 0..10 {
-        let mut child = spawn("child_checkpoint_writer", dir.path());
+        let child = spawn("child_checkpoint_writer", dir.path());
         std::thread::sleep(Duration::from_millis(rng.random_range(900..2500)));
-        child.kill().map_err(|e| TrainError::io("child", e))?;
-        child.wait().map_err(|e| TrainError::io("child", e))?;
+        kill(child);
         // Count a killed write's temporary before opening the directory removes it.
         mid_write += usize::from(temporaries(dir.path())? > 0);
         seen += assert_all_checkpoints_whole(dir.path(), &varmap);

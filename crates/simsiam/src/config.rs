@@ -268,6 +268,43 @@ impl RunConfig {
         value.try_into().context("invalid value in the overrides")
     }
 
+    /// Checks every named choice and count before anything is loaded or written.
+    pub fn validate(&self) -> Result<()> {
+        let one_of = |what: &str, value: &str, allowed: &[&str]| -> Result<()> {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                bail!("unknown {what} `{value}`: use {}", allowed.join(", "))
+            }
+        };
+        one_of("dataset", &self.data.dataset, &["cifar10", "cifar100", "folder"])?;
+        one_of("normalisation", &self.augment.normalize, &["cifar10", "imagenet"])?;
+        one_of("backbone", &self.model.backbone, &["resnet18", "resnet34", "resnet50"])?;
+        one_of("stem", &self.model.stem, &["imagenet", "cifar"])?;
+        one_of("loss", &self.model.loss, &["negative_cosine", "symmetrized_cross_entropy"])?;
+        one_of("schedule", &self.train.schedule, &["epoch", "iteration"])?;
+        let device = self.train.device.as_str();
+        let cuda_n = device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
+        if !cuda_n {
+            one_of("device", device, &["cpu", "cuda", "metal"])
+                .map_err(|_| anyhow::anyhow!("unknown device `{device}`: use cpu, cuda, cuda:N or metal"))?;
+        }
+        for (name, value) in [
+            ("train.epochs", self.train.epochs),
+            ("train.batch_size", self.train.batch_size),
+            ("model.width", self.model.width),
+            ("augment.input_size", self.augment.input_size as usize),
+        ] {
+            if value == 0 {
+                bail!("{name} must be positive");
+            }
+        }
+        if !(self.train.base_lr > 0.0 && self.train.base_lr.is_finite()) {
+            bail!("train.base_lr must be positive, got {}", self.train.base_lr);
+        }
+        Ok(())
+    }
+
     /// The config as TOML text.
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).context("cannot write the config as TOML")

@@ -22,10 +22,12 @@ pub fn checkpoint_config(checkpoint: &Path, overrides: &[String]) -> Result<RunC
     run.with_overrides(overrides)
 }
 
-/// The model of a checkpoint with its weights.
-pub fn load_model(run: &RunConfig, checkpoint: &Path) -> Result<SimSiam<ResNet>> {
+/// The model of a checkpoint with its weights, or the seeded random model without one.
+pub fn load_model(run: &RunConfig, checkpoint: Option<&Path>) -> Result<SimSiam<ResNet>> {
     let (model, varmap) = build_model(run, &device(&run.train.device)?)?;
-    load_checkpoint(checkpoint, &varmap, None)?;
+    if let Some(checkpoint) = checkpoint {
+        load_checkpoint(checkpoint, &varmap, None)?;
+    }
     Ok(model)
 }
 
@@ -36,8 +38,8 @@ fn labelled(data: &Datasets) -> Result<(&std::sync::Arc<dyn simsiam_data::Datase
     }
 }
 
-/// Weighted kNN accuracy of the checkpoint's backbone.
-pub fn knn(run: &RunConfig, checkpoint: &Path) -> Result<KnnResult> {
+/// Weighted kNN accuracy of the checkpoint's backbone (of the random network without one).
+pub fn knn(run: &RunConfig, checkpoint: Option<&Path>) -> Result<KnnResult> {
     let model = load_model(run, checkpoint)?;
     let dev = device(&run.train.device)?;
     let data = open_datasets(&run.data)?;
@@ -57,7 +59,7 @@ pub fn knn(run: &RunConfig, checkpoint: &Path) -> Result<KnnResult> {
 
 /// Linear evaluation of the checkpoint's frozen backbone.
 pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> Result<LinearEvalResult> {
-    let model = load_model(run, checkpoint)?;
+    let model = load_model(run, Some(checkpoint))?;
     let dev = device(&run.train.device)?;
     let data = open_datasets(&run.data)?;
     let (test, classes) = labelled(&data)?;
@@ -75,7 +77,7 @@ pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> 
 
 /// Writes the training images' embeddings as Lightly's CSV (`.csv`) or safetensors.
 pub fn embed(run: &RunConfig, checkpoint: &Path, out: &Path) -> Result<usize> {
-    let model = load_model(run, checkpoint)?;
+    let model = load_model(run, Some(checkpoint))?;
     let dev = device(&run.train.device)?;
     let data = open_datasets(&run.data)?;
     let f = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;

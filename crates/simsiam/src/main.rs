@@ -65,6 +65,11 @@ enum EvalCommand {
         #[command(flatten)]
         checkpoint: CheckpointArgs,
     },
+    /// Weighted kNN of a randomly initialised network (the baseline pretraining must beat).
+    KnnRandom {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// A linear classifier on frozen features.
     Linear {
         #[command(flatten)]
@@ -120,9 +125,22 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(EvalCommand::Knn { checkpoint }) => {
             let run = evaluate::checkpoint_config(&checkpoint.checkpoint, &checkpoint.overrides)?;
-            let r = evaluate::knn(&run, &checkpoint.checkpoint)?;
+            let r = evaluate::knn(&run, Some(&checkpoint.checkpoint))?;
             println!(
                 "kNN (k={}, t={}): top-1 {:.2}%, top-5 {:.2}%",
+                run.train.knn_k,
+                run.train.knn_t,
+                100.0 * r.top1,
+                100.0 * r.top5
+            );
+        }
+        Command::Eval(EvalCommand::KnnRandom { config }) => {
+            let run = config.load()?;
+            run.validate()?;
+            let r = evaluate::knn(&run, None)?;
+            println!(
+                "kNN of a random network (seed {}, k={}, t={}): top-1 {:.2}%, top-5 {:.2}%",
+                run.train.seed,
                 run.train.knn_k,
                 run.train.knn_t,
                 100.0 * r.top1,
@@ -167,7 +185,10 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line: the cause chain joined, multi-line messages (TOML's) folded.
+            let message = format!("{e:#}");
+            let line: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            eprintln!("error: {}", line.join(" "));
             ExitCode::FAILURE
         }
     }

@@ -16,6 +16,7 @@ use crate::run::{OutputPaths, build_model, device, eval_loader, loss, open_datas
 /// Refuses to start over a run directory that already holds checkpoints unless resuming, so
 /// nothing is overwritten.
 pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
+    run.validate()?;
     let device = device(&run.train.device)?;
     let out = OutputPaths::new(&run.train.output_dir);
     let existing = out.checkpoints.is_dir() && Checkpointer::new(&out.checkpoints, 1)?.latest()?.is_some();

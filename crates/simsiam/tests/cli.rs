@@ -1,0 +1,161 @@
+//! The `simsiam` binary end to end: a tiny run on CIFAR-format files, and every error path
+//! ending in one clear line, a non-zero exit and nothing overwritten.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn simsiam(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simsiam")).args(args).output().expect("run simsiam")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The last line of stderr, which must be the error.
+fn error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure, got success: {}", stderr(out));
+    let text = stderr(out);
+    let line = text.lines().last().unwrap_or("").to_owned();
+    assert!(line.starts_with("error: "), "the last line is not the error: {text}");
+    line
+}
+
+/// A CIFAR-10-format folder: 5 train batches and a test batch of `n` records each, labels
+/// cycling through the 10 classes, pixels from a fixed pattern.
+fn fake_cifar(root: &Path, n: usize) -> PathBuf {
+    let dir = root.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let files =
+        ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"];
+    for (f, name) in files.iter().enumerate() {
+        let mut bytes = Vec::with_capacity(n * 3073);
+        for i in 0..n {
+            let label = (i % 10) as u8;
+            bytes.push(label);
+            bytes.extend((0..3072).map(|p| ((p * (label as usize + 1) + i * 7 + f * 13) % 251) as u8));
+        }
+        std::fs::write(dir.join(format!("{name}.bin")), bytes).expect("write batch");
+    }
+    root.to_owned()
+}
+
+fn tiny_run_args<'a>(data: &'a str, out: &'a str) -> Vec<String> {
+    [
+        "pretrain",
+        "--set",
+        &format!("data.path={data}"),
+        "--set",
+        &format!("train.output_dir={out}"),
+        "--set",
+        "model.width=4",
+        "--set",
+        "model.proj_hidden_dim=32",
+        "--set",
+        "model.proj_output_dim=16",
+        "--set",
+        "model.pred_hidden_dim=8",
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.knn_k=5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn a_tiny_run_pretrains_evaluates_embeds_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = fake_cifar(&tmp.path().join("data"), 20);
+    let out = tmp.path().join("run");
+    let (data_s, out_s) = (data.display().to_string(), out.display().to_string());
+    let args = tiny_run_args(&data_s, &out_s);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = simsiam(&args);
+    assert!(run.status.success(), "pretrain failed: {}", stderr(&run));
+    let log = stderr(&run);
+    assert!(log.contains("[train]") && log.contains("epochs = 2"), "the config is not printed: {log}");
+    assert!(log.contains("kNN top-1"), "no kNN accuracy: {log}");
+    for file in ["config.toml", "metrics.jsonl", "model.safetensors"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
+    assert_eq!(
+        metrics.lines().filter(|l| l.contains(r#""event":"epoch""#) && l.contains("knn_top1")).count(),
+        2
+    );
+    let checkpoint = std::fs::read_dir(out.join("checkpoints"))
+        .expect("checkpoints")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .max()
+        .expect("a checkpoint");
+
+    // Evaluation and embeddings from the checkpoint's stored config.
+    let ck = checkpoint.display().to_string();
+    let knn = simsiam(&["eval", "knn", "--checkpoint", &ck]);
+    assert!(knn.status.success(), "{}", stderr(&knn));
+    assert!(String::from_utf8_lossy(&knn.stdout).contains("top-1"));
+    let csv = tmp.path().join("embeddings.csv");
+    let embed = simsiam(&["embed", "--checkpoint", &ck, "--out", &csv.display().to_string()]);
+    assert!(embed.status.success(), "{}", stderr(&embed));
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    let header = text.lines().next().expect("header");
+    assert!(
+        header.starts_with("filenames,embedding_0,") && header.ends_with(",embedding_31,labels"),
+        "{header}"
+    );
+    assert_eq!(text.lines().count(), 1 + 100);
+    let st = tmp.path().join("embeddings.safetensors");
+    let embed = simsiam(&["embed", "--checkpoint", &ck, "--out", &st.display().to_string()]);
+    assert!(embed.status.success(), "{}", stderr(&embed));
+    let back = simsiam_train::read_embeddings_safetensors(&st).expect("embeddings load back");
+    assert_eq!(back.embeddings.dims(), [100, 32]);
+    assert_eq!(back.labels[..3], [Some(0), Some(1), Some(2)]);
+
+    // The same command again must not overwrite the run.
+    let before = std::fs::read(&checkpoint).expect("checkpoint bytes");
+    let again = simsiam(&args);
+    assert!(error_line(&again).contains("--resume"));
+    assert_eq!(std::fs::read(&checkpoint).expect("checkpoint bytes"), before);
+}
+
+#[test]
+fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("run");
+    let out_set = format!("train.output_dir={}", out.display());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--set".into(), "data.path=/nonexistent/cifar".into()], "/nonexistent/cifar"),
+        (vec!["--set".into(), "train.epoch=3".into()], "unknown config key `train.epoch`"),
+        (vec!["--set".into(), "train.epochs=lots".into()], "invalid value"),
+        (vec!["--set".into(), "train.device=tpu".into()], "unknown device `tpu`"),
+        (vec!["--set".into(), "model.backbone=vgg".into()], "unknown backbone `vgg`"),
+        (vec!["--preset".into(), "imagenet-huge".into()], "unknown preset `imagenet-huge`"),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["pretrain".to_owned(), "--set".into(), out_set.clone()];
+        args.extend(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = error_line(&simsiam(&args));
+        assert!(line.contains(expected), "expected `{expected}` in `{line}`");
+        assert!(!out.join("checkpoints").exists(), "a failed start wrote checkpoints");
+    }
+
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(&config, "[train]\nepochz = 1\n").expect("write config");
+    let line = error_line(&simsiam(&["pretrain", "--config", &config.display().to_string()]));
+    assert!(line.contains(&config.display().to_string()), "{line}");
+
+    let line = error_line(&simsiam(&["eval", "knn", "--checkpoint", "/nonexistent/ck.safetensors"]));
+    assert!(line.contains("/nonexistent/ck.safetensors"), "{line}");
+    let corrupt = tmp.path().join("corrupt.safetensors");
+    std::fs::write(&corrupt, b"garbage").expect("write");
+    let line =
+        error_line(&simsiam(&["embed", "--checkpoint", &corrupt.display().to_string(), "--out", "x.csv"]));
+    assert!(line.contains("corrupt.safetensors") && line.contains("not a safetensors file"), "{line}");
+    assert!(!Path::new("x.csv").exists());
+}
