@@ -65,6 +65,14 @@ pub fn config(epochs: usize) -> TrainerConfig {
 
 /// A narrow CIFAR ResNet-18 with small heads, seeded.
 pub fn trainer(config: TrainerConfig) -> Result<Trainer<ResNet>> {
+    trainer_with_loss(config, Box::new(NegativeCosineSimilarity::default()))
+}
+
+/// [`trainer`] with another loss.
+pub fn trainer_with_loss(
+    config: TrainerConfig,
+    loss: Box<dyn simsiam_loss::Similarity>,
+) -> Result<Trainer<ResNet>> {
     let varmap = VarMap::new();
     let vb = seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu);
     let backbone = ResNetConfig::resnet18(Stem::Cifar).with_width(4).init(vb.pp("backbone"))?;
@@ -75,8 +83,7 @@ pub fn trainer(config: TrainerConfig) -> Result<Trainer<ResNet>> {
         vb,
     )?;
     let json = serde_json::json!({ "test": "tiny resnet18", "epochs": config.epochs });
-    Ok(Trainer::new(model, varmap, Box::new(NegativeCosineSimilarity::default()), config, json)?
-        .with_progress_bar(false))
+    Ok(Trainer::new(model, varmap, loss, config, json)?.with_progress_bar(false))
 }
 
 /// Every variable's values, sorted by name.
