@@ -4,7 +4,8 @@ use simsiam_data::{EvalLoader, TwoViewLoader};
 use simsiam_models::{Backbone, SimSiam};
 
 use crate::{
-    EpochBatches, Features, KnnConfig, KnnMonitor, Result, TwoViewBatches, extract_features, knn_classify,
+    EpochBatches, Features, KnnConfig, KnnMonitor, KnnResult, Result, TwoViewBatches, extract_features,
+    knn_classify,
 };
 
 impl TwoViewBatches for TwoViewLoader {
@@ -29,8 +30,28 @@ pub fn loader_features<M: candle::ModuleT + ?Sized>(backbone: &M, loader: &EvalL
     extract_features(backbone, loader.batches().map(|b| Ok(b.map(|b| (b.x, b.labels, b.names))?)))
 }
 
-/// A kNN monitor: features of `train` (the memory bank, no augmentation) and `test`, then
-/// weighted kNN top-1 accuracy.
+/// Weighted kNN accuracy of `backbone`: features of `train` (the memory bank, loaded without
+/// augmentation) and of `test`, then [`knn_classify`].
+pub fn knn_evaluate<M: candle::ModuleT + ?Sized>(
+    backbone: &M,
+    train: &EvalLoader,
+    test: &EvalLoader,
+    classes: usize,
+    config: &KnnConfig,
+) -> Result<KnnResult> {
+    let bank = loader_features(backbone, train)?;
+    let queries = loader_features(backbone, test)?;
+    knn_classify(
+        &bank.features,
+        &bank.required_labels()?,
+        &queries.features,
+        &queries.required_labels()?,
+        classes,
+        config,
+    )
+}
+
+/// A kNN monitor: [`knn_evaluate`]'s top-1 accuracy of the model's backbone.
 pub fn knn_monitor<B: Backbone + 'static>(
     train: EvalLoader,
     test: EvalLoader,
@@ -38,16 +59,6 @@ pub fn knn_monitor<B: Backbone + 'static>(
     config: KnnConfig,
 ) -> KnnMonitor<B> {
     Box::new(move |model: &SimSiam<B>| {
-        let bank = loader_features(model.backbone(), &train)?;
-        let queries = loader_features(model.backbone(), &test)?;
-        let result = knn_classify(
-            &bank.features,
-            &bank.required_labels()?,
-            &queries.features,
-            &queries.required_labels()?,
-            classes,
-            &config,
-        )?;
-        Ok(result.top1)
+        Ok(knn_evaluate(model.backbone(), &train, &test, classes, &config)?.top1)
     })
 }

@@ -25,7 +25,7 @@ mod source;
 mod trainer;
 
 pub use checkpoint::{Checkpointer, TrainState, load_checkpoint, read_train_state, save_weights};
-pub use data_source::{knn_monitor, loader_features};
+pub use data_source::{knn_evaluate, knn_monitor, loader_features};
 pub use embeddings::{
     Embeddings, read_embeddings_safetensors, write_embeddings_csv, write_embeddings_safetensors,
 };

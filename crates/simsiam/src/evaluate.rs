@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use simsiam_models::{ResNet, SimSiam};
 use simsiam_train::{
-    KnnConfig, KnnResult, LinearEvalConfig, LinearEvalResult, knn_classify, linear_eval, load_checkpoint,
+    KnnConfig, KnnResult, LinearEvalConfig, LinearEvalResult, knn_evaluate, linear_eval, load_checkpoint,
     loader_features, read_train_state, write_embeddings_csv, write_embeddings_safetensors,
 };
 
@@ -44,17 +44,10 @@ pub fn knn(run: &RunConfig, checkpoint: Option<&Path>) -> Result<KnnResult> {
     let dev = device(&run.train.device)?;
     let data = open_datasets(&run.data)?;
     let (test, classes) = labelled(&data)?;
-    let bank = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
-    let queries = loader_features(model.backbone(), &eval_loader(run, test.clone(), &dev)?)?;
+    let bank = eval_loader(run, data.train.clone(), &dev)?;
+    let queries = eval_loader(run, test.clone(), &dev)?;
     let config = KnnConfig { k: run.train.knn_k, temperature: run.train.knn_t, ..KnnConfig::default() };
-    Ok(knn_classify(
-        &bank.features,
-        &bank.required_labels()?,
-        &queries.features,
-        &queries.required_labels()?,
-        classes,
-        &config,
-    )?)
+    Ok(knn_evaluate(model.backbone(), &bank, &queries, classes, &config)?)
 }
 
 /// Linear evaluation of the checkpoint's frozen backbone.
