@@ -3,9 +3,9 @@
 //! parameter names (`layers.0.weight`, `layers.1.running_mean`, ...).
 
 use candle::{Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
-use crate::layers::{batch_norm, linear};
+use crate::layers::{BatchNorm, batch_norm, linear};
 
 /// The projection MLP: `num_layers` fully connected layers without bias, each followed by BN;
 /// ReLU after all but the last. The paper's last BN has no affine parameters; Lightly's CIFAR
@@ -71,10 +71,8 @@ impl ModuleT for ProjectionHead {
         let last = self.layers.len() - 1;
         let mut x = x.clone();
         for (i, (fc, bn)) in self.layers.iter().enumerate() {
-            x = bn.forward_t(&fc.forward(&x)?, train)?;
-            if i != last {
-                x = x.relu()?;
-            }
+            let h = fc.forward(&x)?;
+            x = if i != last { bn.forward_relu_t(&h, train)? } else { bn.forward_t(&h, train)? };
         }
         Ok(x)
     }
@@ -130,7 +128,7 @@ impl ModuleT for PredictionHead {
     /// - `x`: `[batch, input_dim]`
     /// - returns `[batch, output_dim]`
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_t(&self.fc1.forward(x)?, train)?.relu()?;
+        let h = self.bn1.forward_relu_t(&self.fc1.forward(x)?, train)?;
         self.fc2.forward(&h)
     }
 }

@@ -1,8 +1,146 @@
-//! Builders for the layers the models share, with PyTorch's default initialisations.
+//! The layers the models share, with PyTorch's default initialisations: a bias-free
+//! convolution and a batch norm on our own kernels ([`crate::kernels`]), and builders.
 
-use candle::Result;
+use candle::{Module, ModuleT, Result, Tensor, Var};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
-use candle_nn::{BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Init, Linear, VarBuilder};
+use candle_nn::{Init, Linear, VarBuilder};
+
+use crate::kernels::{self, Conv2dParams};
+
+/// A bias-free 2-D convolution with one group and no dilation, as the ResNets use.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    params: Conv2dParams,
+}
+
+impl Conv2d {
+    /// A convolution with `weight: [out, in, kh, kw]`.
+    pub fn new(weight: Tensor, stride: usize, padding: usize) -> Self {
+        Self { weight, params: Conv2dParams { stride, padding } }
+    }
+
+    /// The kernel, `[out, in, kh, kw]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// Stride and padding.
+    pub fn params(&self) -> Conv2dParams {
+        self.params
+    }
+}
+
+impl Module for Conv2d {
+    /// # Shapes
+    /// - `x`: `[batch, in, h, w]`
+    /// - returns `[batch, out, (h + 2p - kh) / s + 1, (w + 2p - kw) / s + 1]`
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        kernels::conv2d(x, &self.weight, self.params)
+    }
+}
+
+/// PyTorch's `BatchNorm1d`/`BatchNorm2d`. In training mode it normalises with the batch's
+/// statistics (biased variance) and updates the running statistics with momentum, the
+/// variance unbiased; in evaluation mode it uses the running statistics.
+///
+/// The running statistics are [`Var`]s sharing storage with the `VarMap` they came from,
+/// updated in place with `Var::set`, never part of the graph, so they get no gradient.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    running_mean: Var,
+    running_var: Var,
+    weight_and_bias: Option<(Tensor, Tensor)>,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm {
+    /// A batch norm over `running_mean.dim(0)` features. `running_mean` and `running_var`
+    /// should be variables (from a `VarBuilder` over a `VarMap`) for the updates to show there.
+    pub fn new(
+        running_mean: Tensor,
+        running_var: Tensor,
+        weight_and_bias: Option<(Tensor, Tensor)>,
+        eps: f64,
+        momentum: f64,
+    ) -> Result<Self> {
+        let c = running_mean.dims1()?;
+        if running_var.dims() != [c] {
+            candle::bail!("batch norm: running var {:?} does not match [{c}]", running_var.shape());
+        }
+        if let Some((w, b)) = &weight_and_bias
+            && (w.dims() != [c] || b.dims() != [c])
+        {
+            candle::bail!("batch norm: weight {:?} and bias {:?} must be [{c}]", w.shape(), b.shape());
+        }
+        if eps < 0.0 || !(0.0..=1.0).contains(&momentum) {
+            candle::bail!("batch norm: invalid eps {eps} or momentum {momentum}");
+        }
+        Ok(Self {
+            running_mean: Var::from_tensor(&running_mean)?,
+            running_var: Var::from_tensor(&running_var)?,
+            weight_and_bias,
+            eps,
+            momentum,
+        })
+    }
+
+    /// The running mean, `[features]`.
+    pub fn running_mean(&self) -> &Tensor {
+        self.running_mean.as_tensor()
+    }
+
+    /// The running variance, `[features]`.
+    pub fn running_var(&self) -> &Tensor {
+        self.running_var.as_tensor()
+    }
+
+    /// Weight and bias, if affine.
+    pub fn weight_and_bias(&self) -> Option<(&Tensor, &Tensor)> {
+        self.weight_and_bias.as_ref().map(|(w, b)| (w, b))
+    }
+
+    /// `relu(self.forward_t(x, train))`, fused into one op per direction in training mode.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train { self.forward_train(x, true) } else { self.forward_eval(x)?.relu() }
+    }
+
+    fn forward_train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let wb = self.weight_and_bias.as_ref().map(|(w, b)| (w, b));
+        let (y, stats) = kernels::batch_norm_train(x, wb, self.eps, relu)?;
+        let m = self.momentum;
+        let unbiased = stats.count as f64 / (stats.count as f64 - 1.0);
+        let rm = self.running_mean.as_detached_tensor();
+        let rv = self.running_var.as_detached_tensor();
+        self.running_mean.set(&((rm * (1.0 - m))? + (stats.mean * m)?)?)?;
+        self.running_var.set(&((rv * (1.0 - m))? + (stats.var * (m * unbiased))?)?)?;
+        Ok(y)
+    }
+
+    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        let mut shape = vec![1; x.rank()];
+        shape[1] = x.dim(1)?;
+        let mean = self.running_mean.as_detached_tensor().reshape(shape.as_slice())?;
+        let std = (self.running_var.as_detached_tensor().reshape(shape.as_slice())? + self.eps)?.sqrt()?;
+        let y = x.broadcast_sub(&mean)?.broadcast_div(&std)?;
+        match &self.weight_and_bias {
+            None => Ok(y),
+            Some((w, b)) => {
+                y.broadcast_mul(&w.reshape(shape.as_slice())?)?.broadcast_add(&b.reshape(shape.as_slice())?)
+            }
+        }
+    }
+}
+
+impl ModuleT for BatchNorm {
+    /// # Shapes
+    /// - `x`: `[batch, features]` or `[batch, features, ...]`
+    /// - returns `x`'s shape
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train { self.forward_train(x, false) } else { self.forward_eval(x) }
+    }
+}
 
 /// A bias-free convolution initialised as torchvision's ResNet does
 /// (`kaiming_normal_(mode="fan_out", nonlinearity="relu")`).
@@ -20,8 +158,7 @@ pub(crate) fn conv2d(
         non_linearity: NonLinearity::ReLU,
     };
     let weight = vb.get_with_hints((out_channels, in_channels, kernel, kernel), "weight", init)?;
-    let config = Conv2dConfig { padding, stride, ..Default::default() };
-    Ok(Conv2d::new(weight, None, config))
+    Ok(Conv2d::new(weight, stride, padding))
 }
 
 /// A linear layer initialised as `torch.nn.Linear` is: weight and bias uniform in
@@ -38,8 +175,16 @@ pub(crate) fn linear(in_features: usize, out_features: usize, bias: bool, vb: Va
 /// running statistics live in the same `VarBuilder` under `running_mean` and `running_var`,
 /// torchvision's names, and are updated in training mode as PyTorch updates them.
 pub(crate) fn batch_norm(features: usize, affine: bool, vb: VarBuilder) -> Result<BatchNorm> {
-    let config = BatchNormConfig { eps: 1e-5, remove_mean: true, affine, momentum: 0.1 };
-    candle_nn::batch_norm(features, config, vb)
+    let running_mean = vb.get_with_hints(features, "running_mean", Init::Const(0.0))?;
+    let running_var = vb.get_with_hints(features, "running_var", Init::Const(1.0))?;
+    let weight_and_bias = if affine {
+        let weight = vb.get_with_hints(features, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(features, "bias", Init::Const(0.0))?;
+        Some((weight, bias))
+    } else {
+        None
+    };
+    BatchNorm::new(running_mean, running_var, weight_and_bias, 1e-5, 0.1)
 }
 
 /// A batch norm whose weight starts at zero (torchvision's `zero_init_residual`), so that a

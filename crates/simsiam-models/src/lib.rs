@@ -44,6 +44,7 @@
 mod backbone;
 mod heads;
 mod init;
+pub mod kernels;
 mod layers;
 mod max_pool;
 mod resnet;
@@ -52,6 +53,7 @@ mod simsiam;
 pub use backbone::Backbone;
 pub use heads::{PredictionHead, PredictionHeadConfig, ProjectionHead, ProjectionHeadConfig};
 pub use init::seeded_var_builder;
+pub use layers::{BatchNorm, Conv2d};
 pub use max_pool::{MaxPool2dConfig, max_pool2d};
 pub use resnet::{Block, ResNet, ResNetConfig, Stem};
 pub use simsiam::{SimSiam, TwoViewOutput, ViewOutput};

@@ -2,10 +2,10 @@
 //! and the CIFAR variant's 3x3 stem.
 
 use candle::{D, Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, Conv2d, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::Backbone;
-use crate::layers::{batch_norm, conv2d, zero_batch_norm};
+use crate::layers::{BatchNorm, Conv2d, batch_norm, conv2d, zero_batch_norm};
 use crate::max_pool::{MaxPool2dConfig, max_pool2d};
 
 /// The residual block family.
@@ -144,7 +144,7 @@ impl ResNet {
     /// - returns `[batch, feature_dim, h / 32, w / 32]` (ImageNet stem) or
     ///   `[batch, feature_dim, h / 8, w / 8]` (CIFAR stem), rounded up
     pub fn feature_map(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut x = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let mut x = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         if self.max_pool {
             x = max_pool2d(&x, STEM_POOL)?; // [b, w, h / 4, w / 4]
         }
@@ -230,10 +230,8 @@ impl ModuleT for ResidualBlock {
         let last = self.convs.len() - 1;
         let mut y = x.clone();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward_t(&conv.forward(&y)?, train)?;
-            if i != last {
-                y = y.relu()?;
-            }
+            let z = conv.forward(&y)?;
+            y = if i != last { bn.forward_relu_t(&z, train)? } else { bn.forward_t(&z, train)? };
         }
         let identity = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,

@@ -1,0 +1,132 @@
+//! Times full SimSiam training steps on the CPU: two views through backbone and heads, the
+//! symmetric negative-cosine loss, backward, and a plain SGD update `w -= lr * g` of every
+//! parameter (not the BatchNorm running statistics). Prints images per second and peak RSS.
+//!
+//! ```sh
+//! cargo run --release -p simsiam-models --example bench_step -- --model cifar-r18 --batch 64
+//! ```
+//!
+//! Options: `--model imagenet-r18|cifar-r18`, `--batch N` (64), `--steps N` (5), `--warmup N`
+//! (1). `RAYON_NUM_THREADS` sets the threads; `SIMSIAM_STOCK_KERNELS=1` runs candle's stock
+//! convolution and batch norm instead of ours, for comparison. `tools/bench/bench_step_torch.py`
+//! does the same step in PyTorch.
+
+use std::time::Instant;
+
+use candle::{DType, Device, Result, Tensor};
+use candle_nn::VarMap;
+use simsiam_loss::{NegativeCosineSimilarity, symmetric_loss};
+use simsiam_models::{
+    PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem, seeded_var_builder,
+};
+
+struct Args {
+    model: String,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { model: "cifar-r18".into(), batch: 64, steps: 5, warmup: 1 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let number = || value.parse::<usize>().unwrap_or_else(|_| panic!("{flag}: not a number: {value}"));
+        match flag.as_str() {
+            "--model" => args.model = value.clone(),
+            "--batch" => args.batch = number(),
+            "--steps" => args.steps = number(),
+            "--warmup" => args.warmup = number(),
+            _ => panic!("unknown option {flag}"),
+        }
+    }
+    args
+}
+
+fn build(name: &str, varmap: &VarMap) -> Result<SimSiam<ResNet>> {
+    let vb = seeded_var_builder(varmap, 0, DType::F32, &Device::Cpu);
+    let (stem, projection, prediction) = match name {
+        // Lightly's CIFAR example: torchvision's resnet18, heads 512-512-128 and 128-64-128.
+        "imagenet-r18" => (
+            Stem::ImageNet,
+            ProjectionHeadConfig::new(512, 512, 128),
+            PredictionHeadConfig::new(128, 64, 128),
+        ),
+        // The SimSiam paper's CIFAR ResNet-18 with Lightly's default 2048-wide heads.
+        "cifar-r18" => (
+            Stem::Cifar,
+            ProjectionHeadConfig::new(512, 2048, 2048),
+            PredictionHeadConfig::new(2048, 512, 2048),
+        ),
+        _ => candle::bail!("unknown model {name}: imagenet-r18 or cifar-r18"),
+    };
+    let backbone = ResNetConfig::resnet18(stem).init(vb.pp("backbone"))?;
+    SimSiam::new(backbone, &projection, &prediction, vb)
+}
+
+/// Seconds spent in forward+loss, backward and update.
+fn step(model: &SimSiam<ResNet>, varmap: &VarMap, x0: &Tensor, x1: &Tensor, lr: f64) -> Result<[f64; 3]> {
+    let t0 = Instant::now();
+    let out = model.forward_views(x0, x1, true)?;
+    let loss = symmetric_loss(&NegativeCosineSimilarity::default(), &out.p0, &out.z1, &out.p1, &out.z0)?;
+    let t1 = Instant::now();
+    let grads = loss.backward()?;
+    let t2 = Instant::now();
+    let vars = varmap.data().lock().expect("varmap lock");
+    for (_, var) in vars.iter().filter(|(n, _)| !n.contains("running_")) {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            var.set(&(var.as_detached_tensor() - (g * lr)?)?)?;
+        }
+    }
+    drop(vars);
+    let _ = loss.to_scalar::<f32>()?;
+    let t3 = Instant::now();
+    Ok([(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64()])
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args();
+    let varmap = VarMap::new();
+    let model = build(&args.model, &varmap)?;
+    let dev = Device::Cpu;
+    let x0 = Tensor::randn(0f32, 1.0, (args.batch, 3, 32, 32), &dev)?;
+    let x1 = Tensor::randn(0f32, 1.0, (args.batch, 3, 32, 32), &dev)?;
+    for _ in 0..args.warmup {
+        step(&model, &varmap, &x0, &x1, 1e-3)?;
+    }
+    let mut totals = [0.0; 3];
+    let start = Instant::now();
+    for _ in 0..args.steps {
+        let t = step(&model, &varmap, &x0, &x1, 1e-3)?;
+        for (a, b) in totals.iter_mut().zip(t) {
+            *a += b;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let per = |t: f64| t / args.steps as f64;
+    println!(
+        "candle model={} batch={} steps={} threads={} stock={} images_per_s={:.2} step_s={:.3} forward_s={:.3} backward_s={:.3} update_s={:.3} peak_rss_mib={:.0}",
+        args.model,
+        args.batch,
+        args.steps,
+        rayon::current_num_threads(),
+        std::env::var("SIMSIAM_STOCK_KERNELS").is_ok_and(|v| v == "1"),
+        (args.batch * args.steps) as f64 / secs,
+        per(secs),
+        per(totals[0]),
+        per(totals[1]),
+        per(totals[2]),
+        peak_rss_mib()
+    );
+    Ok(())
+}

@@ -1,0 +1,526 @@
+//! Training-mode batch normalisation as one op per direction.
+//!
+//! The forward pass computes each channel's mean and biased variance in one read of the input
+//! (f64 sums shifted by the channel's first element), then normalises, applies the affine map
+//! and, if asked, a ReLU in a second pass. The backward pass recomputes the ReLU mask from the
+//! input and the saved statistics, sums `dy` and `dy * x_hat` per channel in one read, and
+//! writes `dx = (w / sigma) (dy - mean(dy) - x_hat mean(dy x_hat))` in a second.
+
+use std::sync::{Arc, OnceLock};
+
+use candle::backend::BackendStorage;
+use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{Float, contiguous_slice, on_fast_path};
+
+/// The batch statistics of one training-mode call, to update running statistics with.
+#[derive(Debug, Clone)]
+pub struct BatchNormStats {
+    /// Per-channel mean, `[channels]`, detached.
+    pub mean: Tensor,
+    /// Per-channel biased variance (the one used to normalise), `[channels]`, detached.
+    pub var: Tensor,
+    /// Values per channel: batch times spatial positions.
+    pub count: usize,
+}
+
+/// Batch-normalises `x` with its own statistics (PyTorch's training mode), then applies
+/// `weight` and `bias` if given, then a ReLU if `relu`. Differentiable in `x`, `weight` and
+/// `bias`.
+///
+/// `f32`/`f64` tensors on the CPU go through one fused op per direction; anything else through
+/// candle's stock ops.
+///
+/// # Shapes
+/// - `x`: `[batch, channels]` or `[batch, channels, ...]`
+/// - `weight`, `bias`: `[channels]`
+/// - returns `x`'s shape, and the statistics
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight_and_bias: Option<(&Tensor, &Tensor)>,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, BatchNormStats)> {
+    let dims = x.dims();
+    if dims.len() < 2 {
+        candle::bail!("batch_norm: input {:?} needs at least two dimensions", x.shape());
+    }
+    let c = dims[1];
+    let count = x.elem_count() / c.max(1);
+    if count < 2 {
+        candle::bail!(
+            "batch_norm: expected more than 1 value per channel when training, got {:?}",
+            x.shape()
+        );
+    }
+    if let Some((w, b)) = weight_and_bias
+        && (w.dims() != [c] || b.dims() != [c])
+    {
+        candle::bail!("batch_norm: weight {:?} and bias {:?} must be [{c}]", w.shape(), b.shape());
+    }
+    let fast = on_fast_path(x)
+        && weight_and_bias.is_none_or(|(w, b)| {
+            w.dtype() == x.dtype() && b.dtype() == x.dtype() && w.device().is_cpu() && b.device().is_cpu()
+        });
+    if !fast {
+        return stock(x, weight_and_bias, eps, relu);
+    }
+    let saved = Arc::new(OnceLock::new());
+    let op = BatchNormOp { eps, relu, saved: saved.clone() };
+    let x = x.contiguous()?;
+    let y = match weight_and_bias {
+        Some((w, b)) => x.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?,
+        None => x.apply_op1(op)?,
+    };
+    let saved: &Saved =
+        saved.get().ok_or_else(|| candle::Error::Msg("batch_norm: no statistics saved".into()))?;
+    let stat = |v: &[f64]| Tensor::from_slice(v, c, x.device())?.to_dtype(x.dtype());
+    Ok((y, BatchNormStats { mean: stat(&saved.mean)?, var: stat(&saved.var)?, count }))
+}
+
+/// The same computation with candle's ops, for other dtypes and devices.
+fn stock(
+    x: &Tensor,
+    weight_and_bias: Option<(&Tensor, &Tensor)>,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, BatchNormStats)> {
+    let dims = x.dims().to_vec();
+    let c = dims[1];
+    let internal = match x.dtype() {
+        DType::F16 | DType::BF16 => DType::F32,
+        d => d,
+    };
+    let xt = x.to_dtype(internal)?.transpose(0, 1)?;
+    let transposed = xt.dims().to_vec();
+    let flat = xt.flatten_from(1)?.contiguous()?; // [c, count]
+    let mean = flat.mean_keepdim(1)?;
+    let centred = flat.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(1)?;
+    let mut y = centred.broadcast_div(&(&var + eps)?.sqrt()?)?.to_dtype(x.dtype())?;
+    if let Some((w, b)) = weight_and_bias {
+        y = y.broadcast_mul(&w.reshape((c, 1))?)?.broadcast_add(&b.reshape((c, 1))?)?;
+    }
+    let mut y = y.reshape(transposed)?.transpose(0, 1)?;
+    if relu {
+        y = y.relu()?;
+    }
+    let count = x.elem_count() / c;
+    let stats = BatchNormStats {
+        mean: mean.flatten_all()?.detach().to_dtype(x.dtype())?,
+        var: var.flatten_all()?.detach().to_dtype(x.dtype())?,
+        count,
+    };
+    Ok((y, stats))
+}
+
+/// What the forward pass leaves for the backward pass, per channel. `mean_t`, `scale` and
+/// `shift` hold the exact values the forward pass used in the tensor's dtype, so that the
+/// backward pass recomputes the same ReLU mask.
+#[derive(Debug)]
+struct Saved {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    invstd: Vec<f64>,
+    mean_t: Vec<f64>,
+    scale: Vec<f64>,
+    shift: Vec<f64>,
+}
+
+/// The input's sizes: `n` samples, `c` channels, `s` positions per channel.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    n: usize,
+    c: usize,
+    s: usize,
+}
+
+impl Dims {
+    fn new(shape: &Shape) -> Self {
+        let dims = shape.dims();
+        let (n, c) = (dims[0], dims[1]);
+        Self { n, c, s: dims[2..].iter().product() }
+    }
+
+    fn count(&self) -> usize {
+        self.n * self.s
+    }
+}
+
+/// Sums `f(x, g)` over one channel's values of `x` and `g` (same layout): eight lanes in
+/// `T` within each plane, f64 across planes.
+#[inline(always)]
+fn channel_sums<T: Float>(x: &[T], g: &[T], d: Dims, ch: usize, f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
+    const LANES: usize = 8;
+    let (mut total_a, mut total_b) = (0f64, 0f64);
+    for i in 0..d.n {
+        let start = (i * d.c + ch) * d.s;
+        let (xp, gp) = (&x[start..start + d.s], &g[start..start + d.s]);
+        let (mut a, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
+        let (xc, gc) = (xp.chunks_exact(LANES), gp.chunks_exact(LANES));
+        let (xr, gr) = (xc.remainder(), gc.remainder());
+        for (xq, gq) in xc.zip(gc) {
+            for l in 0..LANES {
+                let (u, v) = f(xq[l], gq[l]);
+                a[l] += u;
+                b[l] += v;
+            }
+        }
+        for (l, (&xv, &gv)) in xr.iter().zip(gr).enumerate() {
+            let (u, v) = f(xv, gv);
+            a[l] += u;
+            b[l] += v;
+        }
+        total_a += a.iter().map(|v| v.to_f64()).sum::<f64>();
+        total_b += b.iter().map(|v| v.to_f64()).sum::<f64>();
+    }
+    (total_a, total_b)
+}
+
+fn forward<T: Float>(x: &[T], d: Dims, wb: Option<(&[T], &[T])>, eps: f64, relu: bool) -> (Vec<T>, Saved) {
+    let count = d.count() as f64;
+    let moments: Vec<(f64, f64)> = (0..d.c)
+        .into_par_iter()
+        .map(|ch| {
+            // Two passes: the mean, then squares of deviations from it (in T lanes, f64
+            // across planes), which keeps the variance accurate when the mean is large.
+            let (s1, _) = channel_sums(x, x, d, ch, |v, _| (v, T::zero()));
+            let mean = s1 / count;
+            let m = T::from_f64(mean);
+            let (e1, e2) = channel_sums(x, x, d, ch, |v, _| {
+                let e = v - m;
+                (e, e * e)
+            });
+            // e1 corrects for the rounding of the mean to T.
+            let e1 = e1 / count;
+            (mean, (e2 / count - e1 * e1).max(0.0))
+        })
+        .collect();
+    let (mean, var): (Vec<f64>, Vec<f64>) = moments.into_iter().unzip();
+    let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let exact = |v: f64| T::from_f64(v).to_f64();
+    let mean_t: Vec<f64> = mean.iter().map(|&m| exact(m)).collect();
+    let (scale, shift): (Vec<f64>, Vec<f64>) = match wb {
+        Some((w, b)) => (0..d.c).map(|ch| (exact(w[ch].to_f64() * invstd[ch]), b[ch].to_f64())).unzip(),
+        None => (invstd.iter().map(|&i| exact(i)).collect(), vec![0.0; d.c]),
+    };
+    let saved = Saved { mean, var, invstd, mean_t, scale, shift };
+    let coef = Coefficients::new(&saved);
+    let mut y = vec![T::zero(); x.len()];
+    y.par_chunks_mut(d.c * d.s).zip(x.par_chunks(d.c * d.s)).for_each(|(yr, xr)| {
+        for ch in 0..d.c {
+            let (m, a, b) = (coef.mean[ch], coef.scale[ch], coef.shift[ch]);
+            let (yp, xp) = (&mut yr[ch * d.s..][..d.s], &xr[ch * d.s..][..d.s]);
+            if relu {
+                let zero = T::zero();
+                for (yv, &xv) in yp.iter_mut().zip(xp) {
+                    let z = (xv - m) * a + b;
+                    *yv = if z > zero { z } else { zero };
+                }
+            } else {
+                for (yv, &xv) in yp.iter_mut().zip(xp) {
+                    *yv = (xv - m) * a + b;
+                }
+            }
+        }
+    });
+    (y, saved)
+}
+
+/// The saved per-channel values in the tensor's dtype.
+struct Coefficients<T> {
+    mean: Vec<T>,
+    scale: Vec<T>,
+    shift: Vec<T>,
+}
+
+impl<T: Float> Coefficients<T> {
+    fn new(s: &Saved) -> Self {
+        let conv = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect();
+        Self { mean: conv(&s.mean_t), scale: conv(&s.scale), shift: conv(&s.shift) }
+    }
+}
+
+/// `[dx (x's elements), dweight (c), dbias (c)]`.
+fn backward<T: Float>(x: &[T], dy: &[T], d: Dims, s: &Saved, relu: bool) -> Vec<T> {
+    let count = d.count() as f64;
+    let coef = Coefficients::<T>::new(s);
+    let zero = T::zero();
+    // The gradient reaching the affine output: dy, masked by the ReLU.
+    let masked = |xv: T, g: T, ch: usize| {
+        if relu && (xv - coef.mean[ch]) * coef.scale[ch] + coef.shift[ch] <= zero { zero } else { g }
+    };
+    let sums: Vec<(f64, f64)> = (0..d.c)
+        .into_par_iter()
+        .map(|ch| {
+            let mean = coef.mean[ch];
+            channel_sums(x, dy, d, ch, |xv, g| {
+                let g = masked(xv, g, ch);
+                (g, g * (xv - mean))
+            })
+        })
+        .collect();
+    // Sums of g (x - mean), from those of g (x - mean_t).
+    let sums: Vec<(f64, f64)> = sums
+        .iter()
+        .enumerate()
+        .map(|(ch, &(sg, sgx))| (sg, sgx + (s.mean_t[ch] - s.mean[ch]) * sg))
+        .collect();
+    // dx = scale (g - k1 - (x - mean) k2).
+    let k1: Vec<T> = sums.iter().map(|&(sg, _)| T::from_f64(sg / count)).collect();
+    let k2: Vec<T> =
+        (0..d.c).map(|ch| T::from_f64(sums[ch].1 * s.invstd[ch] * s.invstd[ch] / count)).collect();
+    let mut out = vec![zero; x.len() + 2 * d.c];
+    let (dx, dwb) = out.split_at_mut(x.len());
+    dx.par_chunks_mut(d.c * d.s).zip(x.par_chunks(d.c * d.s)).zip(dy.par_chunks(d.c * d.s)).for_each(
+        |((dxr, xr), dyr)| {
+            for ch in 0..d.c {
+                let (m, a, k1, k2) = (coef.mean[ch], coef.scale[ch], k1[ch], k2[ch]);
+                let r = ch * d.s..(ch + 1) * d.s;
+                for ((o, &xv), &g) in dxr[r.clone()].iter_mut().zip(&xr[r.clone()]).zip(&dyr[r]) {
+                    let g = masked(xv, g, ch);
+                    *o = a * (g - k1 - (xv - m) * k2);
+                }
+            }
+        },
+    );
+    for ch in 0..d.c {
+        dwb[ch] = T::from_f64(sums[ch].1 * s.invstd[ch]);
+        dwb[d.c + ch] = T::from_f64(sums[ch].0);
+    }
+    out
+}
+
+/// The forward op: `x -> y` (no affine) or `(x, weight, bias) -> y`.
+struct BatchNormOp {
+    eps: f64,
+    relu: bool,
+    saved: Arc<OnceLock<Saved>>,
+}
+
+impl BatchNormOp {
+    fn run(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        wb: Option<(&CpuStorage, &Layout, &CpuStorage, &Layout)>,
+    ) -> Result<CpuStorage> {
+        const NAME: &str = "simsiam-batch-norm";
+        let d = Dims::new(lx.shape());
+        fn go<T: Float>(
+            op: &BatchNormOp,
+            x: &CpuStorage,
+            lx: &Layout,
+            wb: Option<(&CpuStorage, &Layout, &CpuStorage, &Layout)>,
+            d: Dims,
+        ) -> Result<Vec<T>> {
+            let x = contiguous_slice::<T>(x, lx, NAME, "input")?;
+            let wb = match wb {
+                Some((w, lw, b, lb)) => Some((
+                    contiguous_slice::<T>(w, lw, NAME, "weight")?,
+                    contiguous_slice::<T>(b, lb, NAME, "bias")?,
+                )),
+                None => None,
+            };
+            let (y, saved) = forward(x, d, wb, op.eps, op.relu);
+            if op.saved.set(saved).is_err() {
+                candle::bail!("{NAME}: an op instance runs once");
+            }
+            Ok(y)
+        }
+        Ok(match x {
+            CpuStorage::F32(_) => CpuStorage::F32(go::<f32>(self, x, lx, wb, d)?),
+            CpuStorage::F64(_) => CpuStorage::F64(go::<f64>(self, x, lx, wb, d)?),
+            s => candle::bail!("{NAME}: unsupported dtype {:?}", s.dtype()),
+        })
+    }
+
+    /// `(dx, dweight, dbias)`.
+    fn grads(&self, x: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let c = x.dim(1)?;
+        let out = x.apply_op2_no_bwd(
+            &dy.contiguous()?,
+            &BatchNormBackward { relu: self.relu, saved: self.saved.clone() },
+        )?;
+        let n = x.elem_count();
+        Ok((out.narrow(0, 0, n)?.reshape(x.shape())?, out.narrow(0, n, c)?, out.narrow(0, n + c, c)?))
+    }
+}
+
+impl CustomOp1 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "simsiam-batch-norm"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((self.run(s, l, None)?, l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(self.grads(x, dy)?.0))
+    }
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "simsiam-batch-norm-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Ok((self.run(s1, l1, Some((s2, l2, s3, l3)))?, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = self.grads(x, dy)?;
+        Ok((x.track_op().then_some(dx), w.track_op().then_some(dw), b.track_op().then_some(db)))
+    }
+}
+
+/// The backward op: `(x, dy) -> [dx, dweight, dbias]` flattened.
+struct BatchNormBackward {
+    relu: bool,
+    saved: Arc<OnceLock<Saved>>,
+}
+
+impl CustomOp2 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "simsiam-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let saved =
+            self.saved.get().ok_or_else(|| candle::Error::Msg(format!("{name}: no forward statistics")))?;
+        if l1.shape() != l2.shape() {
+            candle::bail!("{name}: input {:?} and gradient {:?} differ", l1.shape(), l2.shape());
+        }
+        let d = Dims::new(l1.shape());
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(backward(
+                contiguous_slice::<f32>(s1, l1, name, "input")?,
+                contiguous_slice::<f32>(s2, l2, name, "gradient")?,
+                d,
+                saved,
+                self.relu,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(backward(
+                contiguous_slice::<f64>(s1, l1, name, "input")?,
+                contiguous_slice::<f64>(s2, l2, name, "gradient")?,
+                d,
+                saved,
+                self.relu,
+            )),
+            s => candle::bail!("{name}: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, Shape::from(l1.shape().elem_count() + 2 * d.c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle::{Device, Var};
+
+    use super::*;
+
+    fn rel(ours: &Tensor, reference: &Tensor) -> Result<f64> {
+        let diff = (ours.to_dtype(DType::F64)? - reference.to_dtype(DType::F64)?)?.sqr()?.sum_all()?;
+        let norm = reference.to_dtype(DType::F64)?.sqr()?.sum_all()?;
+        Ok((diff.to_scalar::<f64>()? / norm.to_scalar::<f64>()?.max(1e-300)).sqrt())
+    }
+
+    /// Ours against the stock composition on `view(x)`: output, statistics and the gradients
+    /// of `x`, weight and bias.
+    fn check(x: &Tensor, view: impl Fn(&Tensor) -> Result<Tensor>, affine: bool, relu: bool) -> Result<()> {
+        let dtype = x.dtype();
+        let xin = view(x)?;
+        let c = xin.dim(1)?;
+        let dev = Device::Cpu;
+        let xv = Var::from_tensor(x)?;
+        let w = Var::from_tensor(&(Tensor::randn(1.0, 0.5, c, &dev)?.to_dtype(dtype)?))?;
+        let b = Var::from_tensor(&(Tensor::randn(0.0, 0.5, c, &dev)?.to_dtype(dtype)?))?;
+        let wb = affine.then_some((w.as_tensor(), b.as_tensor()));
+        let (ours, s1) = batch_norm_train(&view(xv.as_tensor())?, wb, 1e-5, relu)?;
+        let (reference, s2) = stock(&view(xv.as_tensor())?, wb, 1e-5, relu)?;
+        let dy = Tensor::randn(0.0, 1.0, ours.shape(), &dev)?.to_dtype(dtype)?;
+        let tol = if dtype == DType::F64 { 1e-11 } else { 1e-5 };
+        let what = format!("{:?} affine {affine} relu {relu} {dtype:?}", xin.shape());
+        for (name, a, b) in
+            [("output", &ours, &reference), ("mean", &s1.mean, &s2.mean), ("var", &s1.var, &s2.var)]
+        {
+            let e = rel(a, b)?;
+            assert!(e < tol, "{name} {what}: {e}");
+        }
+        assert_eq!(s1.count, s2.count);
+        let g1 = (ours * &dy)?.sum_all()?.backward()?;
+        let g2 = (reference * &dy)?.sum_all()?.backward()?;
+        let mut vars = vec![("input", xv.as_tensor())];
+        if affine {
+            vars.extend([("weight", w.as_tensor()), ("bias", b.as_tensor())]);
+        }
+        for (name, v) in vars {
+            let e = rel(g1.get(v).expect("our gradient"), g2.get(v).expect("reference gradient"))?;
+            assert!(e < tol, "{name} gradient {what}: {e}");
+        }
+        Ok(())
+    }
+
+    fn randn(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        // A mean far from zero checks the shifted sums.
+        Tensor::randn(3f64, 2.0, shape, &Device::Cpu)?.to_dtype(dtype)
+    }
+
+    #[test]
+    fn matches_the_stock_composition() -> Result<()> {
+        let same = |t: &Tensor| Ok(t.clone());
+        for dtype in [DType::F32, DType::F64] {
+            for shape in [&[4, 5, 3, 7][..], &[1, 3, 5, 5], &[7, 9], &[5, 3], &[3, 2, 5]] {
+                for (affine, relu) in [(true, false), (true, true), (false, false), (false, true)] {
+                    check(&randn(shape, dtype)?, same, affine, relu)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn matches_on_non_contiguous_inputs() -> Result<()> {
+        for dtype in [DType::F32, DType::F64] {
+            let transposed = |t: &Tensor| t.transpose(2, 3);
+            check(&randn(&[3, 4, 5, 6], dtype)?, transposed, true, true)?;
+            let narrowed = |t: &Tensor| t.narrow(1, 1, 3)?.narrow(2, 0, 4);
+            check(&randn(&[3, 5, 6, 6], dtype)?, narrowed, true, false)?;
+            let rows = |t: &Tensor| t.t();
+            check(&randn(&[6, 5], dtype)?, rows, false, true)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn one_value_per_channel_is_an_error() -> Result<()> {
+        let x = Tensor::ones((1, 4), DType::F32, &Device::Cpu)?;
+        assert!(batch_norm_train(&x, None, 1e-5, false).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! A bounds-checked front end to `gemm::gemm` for strided row-major views.
+
+pub(crate) use ::gemm::Parallelism;
+
+use super::Float;
+
+/// A read-only `rows x cols` matrix view: element (i, j) at `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A view; panics if it reaches past `data`.
+    pub(crate) fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        assert!(
+            rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < data.len(),
+            "matrix view out of bounds"
+        );
+        Self { data, rows, cols, rs, cs }
+    }
+
+    /// A contiguous row-major view.
+    pub(crate) fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose, without copying.
+    pub(crate) fn t(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+    }
+}
+
+/// A mutable `rows x cols` row-major matrix view with row stride `rs`.
+pub(crate) struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A contiguous row-major view; panics if `data` is too short.
+    pub(crate) fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "matrix view out of bounds");
+        Self { data, rows, cols, rs: cols }
+    }
+}
+
+/// `dst = lhs x rhs`, or `dst += lhs x rhs` when `accumulate`.
+pub(crate) fn matmul<T: Float>(
+    dst: MatMut<'_, T>,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    assert!(dst.rows == m && dst.cols == n && rhs.rows == k, "matmul: mismatched shapes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                dst.data[i * dst.rs..i * dst.rs + n].fill(T::zero());
+            }
+        }
+        return;
+    }
+    let alpha = if accumulate { T::one() } else { T::zero() };
+    // SAFETY: the views' constructors checked that every index they can form lies inside
+    // their slices, `dst` is borrowed mutably and so aliases neither operand, and `Float`
+    // is implemented only for f32 and f64, which `gemm` supports.
+    unsafe {
+        ::gemm::gemm(
+            m,
+            n,
+            k,
+            dst.data.as_mut_ptr(),
+            1,
+            dst.rs as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            alpha,
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_naive_product_with_transposes_and_accumulation() {
+        let (m, n, k) = (5, 7, 3);
+        let a: Vec<f64> = (0..m * k).map(|i| i as f64 * 0.5 - 2.0).collect();
+        let b: Vec<f64> = (0..n * k).map(|i| (i % 5) as f64 - 1.0).collect();
+        // b is stored as [n, k]; use its transpose.
+        let mut c = vec![1.0; m * n];
+        matmul(
+            MatMut::row_major(&mut c, m, n),
+            MatRef::row_major(&a, m, k),
+            MatRef::row_major(&b, n, k).t(),
+            true,
+            Parallelism::None,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = 1.0 + (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum::<f64>();
+                assert!((c[i * n + j] - want).abs() < 1e-12);
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! CPU kernels for the training step, as candle custom ops with their backward passes.
+//!
+//! - [`conv2d`]: bias-free, single-group, undilated 2-D convolution through im2col/col2im onto
+//!   the `gemm` crate, with its input and weight gradients as further custom ops.
+//! - [`batch_norm_train`]: training-mode batch normalisation (statistics, normalisation,
+//!   affine and an optional ReLU) as one op per direction.
+//!
+//! The kernels run for `f32` and `f64` tensors on the CPU; the functions fall back to candle's
+//! stock ops for other dtypes and devices, so CUDA and Metal builds behave as before.
+
+mod batch_norm;
+mod conv;
+mod gemm;
+
+pub use batch_norm::{BatchNormStats, batch_norm_train};
+pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
+
+use std::sync::OnceLock;
+
+use candle::backend::BackendStorage;
+use candle::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
+
+/// The element types the kernels handle: `f32` and `f64`.
+pub(crate) trait Float: WithDType + Default {
+    /// The storage variant that holds this type.
+    fn slice(storage: &CpuStorage) -> Option<&[Self]>;
+}
+
+impl Float for f32 {
+    fn slice(storage: &CpuStorage) -> Option<&[Self]> {
+        match storage {
+            CpuStorage::F32(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+impl Float for f64 {
+    fn slice(storage: &CpuStorage) -> Option<&[Self]> {
+        match storage {
+            CpuStorage::F64(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `t` can go through our CPU kernels: an f32 or f64 tensor on the CPU, unless the
+/// environment variable `SIMSIAM_STOCK_KERNELS` is `1` (read once), which sends everything
+/// through candle's stock ops for comparison.
+pub(crate) fn on_fast_path(t: &Tensor) -> bool {
+    static STOCK: OnceLock<bool> = OnceLock::new();
+    let stock = *STOCK.get_or_init(|| std::env::var("SIMSIAM_STOCK_KERNELS").is_ok_and(|v| v == "1"));
+    !stock && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// The contiguous elements of a tensor's storage, or an error naming the op and operand.
+pub(crate) fn contiguous_slice<'a, T: Float>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> Result<&'a [T]> {
+    let Some(data) = T::slice(storage) else {
+        candle::bail!("{op}: {what} has dtype {:?}, expected {:?}", storage.dtype(), T::DTYPE)
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle::bail!("{op}: {what} must be contiguous"),
+    }
+}
