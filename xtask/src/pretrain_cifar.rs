@@ -54,10 +54,15 @@ pub fn download(args: &[String]) -> Result<()> {
     if let Some(extra) = options.rest.first() {
         bail!("download-cifar: unexpected argument `{extra}`");
     }
+    fetch(&options)
+}
+
+/// Runs `simsiam download` for the options' data directory and source.
+fn fetch(options: &Options) -> Result<()> {
     let mut cmd = vec!["download".to_owned(), "--dataset".into(), "cifar10".into()];
     cmd.extend(["--dir".into(), options.data.display().to_string()]);
-    if let Some(from) = options.from {
-        cmd.extend(["--from".into(), from]);
+    if let Some(from) = &options.from {
+        cmd.extend(["--from".into(), from.clone()]);
     }
     simsiam(&cmd)
 }
@@ -67,12 +72,7 @@ pub fn download(args: &[String]) -> Result<()> {
 /// suits a CPU (Lightly's example); any `--preset`, `--config` or `--set` is passed on.
 pub fn pretrain(args: &[String]) -> Result<()> {
     let options = parse(args)?;
-    download(&match &options.from {
-        Some(from) => {
-            vec!["--from".into(), from.clone(), "--data".into(), options.data.display().to_string()]
-        }
-        None => vec!["--data".into(), options.data.display().to_string()],
-    })?;
+    fetch(&options)?;
     let mut cmd =
         vec!["pretrain".to_owned(), "--set".into(), format!("data.path={}", options.data.display())];
     cmd.extend(options.rest);

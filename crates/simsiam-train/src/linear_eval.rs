@@ -4,9 +4,11 @@
 
 use candle::{D, DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
+use candle_nn::{Init, VarMap};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use simsiam_models::seeded_var_builder;
 
 use crate::knn::accuracy;
 use crate::{CosineSchedule, ParamGroup, Result, Sgd, SgdConfig, TrainError};
@@ -79,10 +81,17 @@ pub fn linear_eval(
     let train = standardise(&train)?;
     let test = standardise(test)?;
 
+    // The classifier's weights come from the project's seeded initialisation, N(0, 0.01) as
+    // the official linear evaluation, bias 0.
+    let varmap = VarMap::new();
+    let vb = seeded_var_builder(&varmap, config.seed, DType::F32, &dev);
+    let weight = Var::from_tensor(&vb.get_with_hints(
+        (classes, d),
+        "weight",
+        Init::Randn { mean: 0.0, stdev: 0.01 },
+    )?)?;
+    let bias = Var::from_tensor(&vb.get_with_hints(classes, "bias", Init::Const(0.0))?)?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let init: Vec<f32> = (0..classes * d).map(|_| 0.01 * normal(&mut rng)).collect();
-    let weight = Var::from_tensor(&Tensor::from_vec(init, (classes, d), &dev)?)?;
-    let bias = Var::zeros(classes, DType::F32, &dev)?;
     let group = ParamGroup {
         params: vec![("weight".into(), weight.clone()), ("bias".into(), bias.clone())],
         lr: config.lr,
@@ -113,16 +122,17 @@ pub fn linear_eval(
     Ok(LinearEvalResult { top1: result.top1, top5: result.top5 })
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f32 {
-    use rand::RngExt;
-    let u1: f64 = 1.0 - rng.random::<f64>();
-    let u2: f64 = rng.random::<f64>();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Test data: a standard normal draw (Box-Muller).
+    fn normal(rng: &mut ChaCha8Rng) -> f32 {
+        use rand::RngExt;
+        let u1: f64 = 1.0 - rng.random::<f64>();
+        let u2: f64 = rng.random::<f64>();
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
 
     #[test]
     fn separable_features_are_classified() -> Result<()> {
