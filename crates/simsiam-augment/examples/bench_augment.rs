@@ -6,8 +6,9 @@
 //!
 //! Measures the CIFAR-10 preset (32x32 inputs) and the default preset (256x256 inputs, 224
 //! views), two views per image, on rayon pools of 1 and 2 threads. When `$SIMSIAM_PYTHON` or
-//! `/work/pyenv/bin/python` exists it then runs `tools/augment/bench_lightly.py` with the same
-//! presets (1 process, then a pool of 2 worker processes) and prints a Markdown table.
+//! `/work/pyenv/bin/python` exists it runs `tools/augment/bench_lightly.py` right after each of
+//! our measurements, with the same preset (1 process, or a pool of 2 worker processes), and
+//! prints a Markdown table.
 //! `SIMSIAM_BENCH_SECONDS` sets the time per measurement (default 3).
 
 use std::path::{Path, PathBuf};
@@ -89,22 +90,20 @@ fn main() -> anyhow::Result<()> {
         ("cifar10", "CIFAR-10 (32x32 -> 2 x 32x32)", SimSiamConfig::cifar10(), 32u32, 512usize),
         ("default", "default (256x256 -> 2 x 224x224)", SimSiamConfig::default(), 256, 64),
     ];
-    let mut ours = Vec::new();
+    let python = python();
+    let mut rows = Vec::new();
+    // Each Lightly measurement right after ours with the same preset and thread count, so that
+    // both see the same load on a shared machine.
     for (key, label, config, side, n) in &presets {
         for threads in [1usize, 2] {
             let rate = measure(config, *side, *n, threads, budget)?;
             eprintln!("ours {key} threads={threads}: {rate:.1} images/s");
-            ours.push((*key, *label, threads, rate));
+            let base = python.as_deref().and_then(|p| lightly(p, key, threads, seconds));
+            if let Some(b) = base {
+                eprintln!("lightly {key} workers={threads}: {b:.1} images/s");
+            }
+            rows.push((*label, threads, rate, base));
         }
-    }
-    let python = python();
-    let mut rows = Vec::new();
-    for (key, label, threads, rate) in ours {
-        let base = python.as_deref().and_then(|p| lightly(p, key, threads, seconds));
-        if let Some(b) = base {
-            eprintln!("lightly {key} workers={threads}: {b:.1} images/s");
-        }
-        rows.push((label, threads, rate, base));
     }
     println!("load average after: {}", loadavg());
     println!();

@@ -7,7 +7,7 @@
 use crate::chw_image::ChwImage;
 use crate::error::{AugmentError, Result};
 use crate::grayscale::gray;
-use crate::simd::multiversion;
+use crate::simd::{floor_small, multiversion, trunc_u8, trunc_unit_u8};
 
 fn check_factor(name: &'static str, f: f64) -> Result<f32> {
     if f.is_finite() && f >= 0.0 {
@@ -21,7 +21,7 @@ fn check_factor(name: &'static str, f: f64) -> Result<f32> {
 /// clamped to `[0, 255]` and truncated.
 #[inline(always)]
 fn blend(a: f32, b: f32, ratio: f32, one_minus: f32) -> u8 {
-    (ratio * a + one_minus * b).clamp(0.0, 255.0) as u8
+    trunc_u8(ratio * a + one_minus * b)
 }
 
 /// `(ratio, 1 - ratio)` in `f32`, with `1 - ratio` computed in `f64` as Python does.
@@ -38,7 +38,7 @@ fn blend_all(img: &mut ChwImage, other: f32, ratio: f32, one_minus: f32) {
 multiversion! {
     fn blend_values(values: &mut [u8], b: f32, ratio: f32) {
         for v in values {
-            *v = (ratio * f32::from(*v) + b).clamp(0.0, 255.0) as u8;
+            *v = trunc_u8(ratio * f32::from(*v) + b);
         }
     }
 }
@@ -67,9 +67,23 @@ multiversion! {
     }
 }
 
+/// Pixels per unrolled block of [`hue_planes`].
+const HUE_BLOCK: usize = 16;
+
 multiversion! {
     fn hue_planes(r: &mut [u8], g: &mut [u8], b: &mut [u8], shift: f32) {
-        for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        // A pixel is a long chain of dependent operations (three divisions deep): blocks of
+        // HUE_BLOCK pixels, unrolled into independent vectors, let the CPU overlap them.
+        let mut rs = r.chunks_exact_mut(HUE_BLOCK);
+        let mut gs = g.chunks_exact_mut(HUE_BLOCK);
+        let mut bs = b.chunks_exact_mut(HUE_BLOCK);
+        for ((r, g), b) in (&mut rs).zip(&mut gs).zip(&mut bs) {
+            for j in 0..HUE_BLOCK {
+                (r[j], g[j], b[j]) = hue_pixel(r[j], g[j], b[j], shift);
+            }
+        }
+        let rest = rs.into_remainder().iter_mut().zip(gs.into_remainder().iter_mut());
+        for ((r, g), b) in rest.zip(bs.into_remainder().iter_mut()) {
             (*r, *g, *b) = hue_pixel(*r, *g, *b, shift);
         }
     }
@@ -135,14 +149,10 @@ fn select(c: bool, a: f32, b: f32) -> f32 {
     if c { a } else { b }
 }
 
-/// `x - trunc(x)` for `x >= 0`, which is exact and equals `fmod(x, 1)`.
-#[inline(always)]
-fn frac(x: f32) -> f32 {
-    x - (x as i32) as f32
-}
-
 /// One pixel of torchvision's `adjust_hue`: `_rgb2hsv`, shift the hue modulo 1, `_hsv2rgb`,
-/// then `* 255` truncated to `u8`. Written branch-free so the loop vectorises.
+/// then `* 255` truncated to `u8`. Written branch-free so the loop vectorises, and with the
+/// same `f32` operations as torchvision wherever they decide the result (the shortcuts below
+/// rely on the value ranges noted beside them and give the same bits).
 #[inline(always)]
 fn hue_pixel(r8: u8, g8: u8, b8: u8, shift: f32) -> (u8, u8, u8) {
     let (r, g, b) = (f32::from(r8) / 255.0, f32::from(g8) / 255.0, f32::from(b8) / 255.0);
@@ -152,30 +162,38 @@ fn hue_pixel(r8: u8, g8: u8, b8: u8, shift: f32) -> (u8, u8, u8) {
     let cr = maxc - minc;
     let s = cr / select(eqc, 1.0, maxc);
     let cr_div = select(eqc, 1.0, cr);
-    let rc = (maxc - r) / cr_div;
-    let gc = (maxc - g) / cr_div;
-    let bc = (maxc - b) / cr_div;
-    let hr = select(maxc == r, bc - gc, 0.0);
-    let hg = select(maxc == g && maxc != r, 2.0 + rc - bc, 0.0);
-    let hb = select(maxc != g && maxc != r, 4.0 + gc - rc, 0.0);
-    // h / 6 + 1 lies in [5/6, 11/6]: fmod(., 1) is its fractional part.
-    let h = frac((hr + hg + hb) / 6.0 + 1.0);
-    // Python-style (h + shift) % 1 with h + shift in [-0.5, 1.5).
+    // torchvision computes rc, gc, bc = (maxc - {r, g, b}) / cr_div and takes
+    // bc - gc (max is red), 2 + rc - bc (green) or 4 + gc - rc (blue), adding the two zero
+    // terms of the other cases. Choosing the two numerators first needs two divisions, not
+    // three; the zero terms change nothing as the sum is only used through `/ 6 + 1`.
+    let (red, green) = (maxc == r, maxc == g && maxc != r);
+    let n1 = maxc - select(red, b, select(green, r, g));
+    let n2 = maxc - select(red, g, select(green, b, r));
+    let base = select(red, 0.0, select(green, 2.0, 4.0));
+    let hsum = (base + n1 / cr_div) - n2 / cr_div;
+    // rc, gc, bc lie in [0, 1], so hsum / 6 + 1 lies in [5/6, 11/6]: fmod(., 1) subtracts 1
+    // from values >= 1.
+    let h = hsum / 6.0 + 1.0;
+    let h = h - select(h >= 1.0, 1.0, 0.0);
+    // Python-style (h + shift) % 1 with h + shift in [-0.5, 1.5): subtract the truncation
+    // (1 for values >= 1, else 0), then add 1 to negatives.
     let h = h + shift;
-    let m = h - (h as i32) as f32;
+    let m = h - select(h >= 1.0, 1.0, 0.0);
     let h = select(m < 0.0, m + 1.0, m);
     let v = maxc;
     let h6 = h * 6.0;
-    let i = h6 as i32; // floor, as h6 >= 0
-    let f = h6 - i as f32;
-    let i = i % 6;
+    // The sector, floor(h6) % 6 with h6 in [0, 6], as a float so that the loop vectorises.
+    let i = floor_small(h6);
+    let f = h6 - i;
+    let i = select(i >= 6.0, i - 6.0, i);
     let p = (v * (1.0 - s)).clamp(0.0, 1.0);
     let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
     let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
-    let ro = select(i == 0 || i == 5, v, select(i == 1, q, select(i == 4, t, p)));
-    let go = select(i == 1 || i == 2, v, select(i == 0, t, select(i == 3, q, p)));
-    let bo = select(i == 3 || i == 4, v, select(i == 2, t, select(i == 5, q, p)));
-    ((ro * 255.0) as u8, (go * 255.0) as u8, (bo * 255.0) as u8)
+    let ro = select(i == 0.0 || i == 5.0, v, select(i == 1.0, q, select(i == 4.0, t, p)));
+    let go = select(i == 1.0 || i == 2.0, v, select(i == 0.0, t, select(i == 3.0, q, p)));
+    let bo = select(i == 3.0 || i == 4.0, v, select(i == 2.0, t, select(i == 5.0, q, p)));
+    // v, p, q, t lie in [0, 1], so the products lie in [0, 255].
+    (trunc_unit_u8(ro * 255.0), trunc_unit_u8(go * 255.0), trunc_unit_u8(bo * 255.0))
 }
 
 /// Rotates the hue by `factor` turns, `factor` in `[-0.5, 0.5]` (torchvision
@@ -230,6 +248,56 @@ mod tests {
         adjust_saturation(&mut img, 0.0).expect("valid");
         let l = gray(200, 50, 10);
         assert_eq!(img.as_raw(), &[l, l, l]);
+    }
+
+    /// torchvision's `_rgb2hsv`, hue shift and `_hsv2rgb` for one pixel, written plainly.
+    fn hue_reference(r8: u8, g8: u8, b8: u8, shift: f32) -> [u8; 3] {
+        let (r, g, b) = (f32::from(r8) / 255.0, f32::from(g8) / 255.0, f32::from(b8) / 255.0);
+        let maxc = r.max(g).max(b);
+        let minc = r.min(g).min(b);
+        let eqc = maxc == minc;
+        let cr = maxc - minc;
+        let s = cr / if eqc { 1.0 } else { maxc };
+        let cr_div = if eqc { 1.0 } else { cr };
+        let (rc, gc, bc) = ((maxc - r) / cr_div, (maxc - g) / cr_div, (maxc - b) / cr_div);
+        let hr = if maxc == r { bc - gc } else { 0.0 };
+        let hg = if maxc == g && maxc != r { 2.0 + rc - bc } else { 0.0 };
+        let hb = if maxc != g && maxc != r { 4.0 + gc - rc } else { 0.0 };
+        let h = ((hr + hg + hb) / 6.0 + 1.0) % 1.0;
+        let h = (h + shift).rem_euclid(1.0);
+        let v = maxc;
+        let i = (h * 6.0).floor();
+        let f = h * 6.0 - i;
+        let i = (i as i32) % 6;
+        let p = (v * (1.0 - s)).clamp(0.0, 1.0);
+        let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
+        let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
+        let (ro, go, bo) = match i {
+            0 => (v, t, p),
+            1 => (q, v, p),
+            2 => (p, v, t),
+            3 => (p, q, v),
+            4 => (t, p, v),
+            _ => (v, p, q),
+        };
+        [(ro * 255.0) as u8, (go * 255.0) as u8, (bo * 255.0) as u8]
+    }
+
+    #[test]
+    fn hue_matches_reference_for_every_colour() {
+        // All 2^24 colours, as planes, for a few shifts (the vectorised path with its exact
+        // shortcuts against the plain formulas).
+        let (mut r, mut g, mut b) = (vec![0u8; 1 << 24], vec![0u8; 1 << 24], vec![0u8; 1 << 24]);
+        for shift in [-0.5f32, 0.07] {
+            for i in 0..1usize << 24 {
+                (r[i], g[i], b[i]) = ((i >> 16) as u8, (i >> 8) as u8, i as u8);
+            }
+            hue_planes(&mut r, &mut g, &mut b, shift);
+            for i in 0..1usize << 24 {
+                let want = hue_reference((i >> 16) as u8, (i >> 8) as u8, i as u8, shift);
+                assert_eq!([r[i], g[i], b[i]], want, "colour {i:06x}, shift {shift}");
+            }
+        }
     }
 
     #[test]

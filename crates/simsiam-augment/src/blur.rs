@@ -3,9 +3,8 @@
 use crate::chw_image::ChwImage;
 use crate::compose::Transform;
 use crate::error::{AugmentError, Result, check_prob};
-use crate::resize::round_u8;
 use crate::rng::{ChaCha8Rng, bernoulli, uniform};
-use crate::simd::multiversion;
+use crate::simd::{multiversion, round_u8};
 use crate::workspace::{Workspace, sized};
 
 /// The kernel size [`RandomGaussianBlur`] uses for `sigma` when none is fixed:
@@ -34,6 +33,17 @@ pub fn gaussian_kernel1d(size: u32, sigma: f64, out: &mut Vec<f32>) {
 /// wider than the image (where PyTorch raises).
 #[inline]
 fn reflect(i: isize, n: usize) -> usize {
+    let m = n as isize;
+    // The usual cases, without a division: inside, or mirrored once at either edge.
+    if (0..m).contains(&i) {
+        return i as usize;
+    }
+    if (-m + 1..0).contains(&i) {
+        return (-i) as usize;
+    }
+    if (m..2 * m - 1).contains(&i) {
+        return (2 * m - 2 - i) as usize;
+    }
     if n == 1 {
         return 0;
     }
@@ -56,9 +66,48 @@ fn check_blur(size: u32, sigma: f64) -> Result<()> {
     Ok(())
 }
 
+/// Outputs per block of the blur passes: four AVX2 registers, so the four chains of dependent
+/// additions overlap.
+const BLOCK: usize = 32;
+
+/// `acc[j] += w * p[j]` for every lane.
+#[inline(always)]
+fn mul_add(acc: &mut [f32; BLOCK], w: f32, p: &[f32; BLOCK]) {
+    for j in 0..BLOCK {
+        acc[j] += w * p[j];
+    }
+}
+
+/// `out[x] = sum_k kernel[k] * src(k)[x]` for `x < out.len()`, from `0.0` in tap order, by
+/// blocks of [`BLOCK`] outputs accumulated in registers; `src(k)` must have at least
+/// `out.len()` values.
+#[inline(always)]
+fn convolve<'a>(kernel: &[f32], src: impl Fn(usize) -> &'a [f32], out: &mut [f32]) {
+    let mut blocks = out.chunks_exact_mut(BLOCK);
+    let mut x0 = 0;
+    for dst in &mut blocks {
+        let mut acc = [0.0f32; BLOCK];
+        for (k, &wk) in kernel.iter().enumerate() {
+            if let Some(p) = src(k).get(x0..).and_then(<[f32]>::first_chunk::<BLOCK>) {
+                mul_add(&mut acc, wk, p);
+            }
+        }
+        dst.copy_from_slice(&acc);
+        x0 += BLOCK;
+    }
+    for (x, d) in blocks.into_remainder().iter_mut().enumerate() {
+        let mut acc = 0.0f32;
+        for (k, &wk) in kernel.iter().enumerate() {
+            acc += wk * src(k).get(x0 + x).copied().unwrap_or(0.0);
+        }
+        *d = acc;
+    }
+}
+
 multiversion! {
     /// One plane: horizontal pass into `tmp` through the padded row `pad`, then vertical pass
-    /// through the row accumulator `acc`, rounding half to even.
+    /// through the row accumulator `acc`, rounding half to even. `rows` holds, for the
+    /// vertical pass, the (reflected) source row of each tap.
     fn blur_plane(
         plane: &mut [u8],
         w: usize,
@@ -66,6 +115,7 @@ multiversion! {
         tmp: &mut [f32],
         pad: &mut [f32],
         acc: &mut [f32],
+        rows: &mut [usize],
     ) {
         let h = plane.len() / w;
         let r = kernel.len() / 2;
@@ -82,22 +132,17 @@ multiversion! {
             for (i, p) in right.iter_mut().enumerate() {
                 *p = f32::from(src[reflect((w + i) as isize, w)]);
             }
-            dst.fill(0.0);
-            for (k, &wk) in kernel.iter().enumerate() {
-                for (d, &p) in dst.iter_mut().zip(&pad[k..k + w]) {
-                    *d += wk * p;
-                }
-            }
+            let pad = &*pad;
+            convolve(kernel, |k| &pad[k..], dst);
         }
         // Vertical: out[y] = sum_k kernel[k] * tmp[reflect(y + k - r)].
+        let tmp = &*tmp;
         for (y, out) in plane.chunks_exact_mut(w).enumerate() {
-            acc.fill(0.0);
-            for (k, &wk) in kernel.iter().enumerate() {
-                let sy = reflect(y as isize + k as isize - r as isize, h);
-                for (a, &t) in acc.iter_mut().zip(&tmp[sy * w..(sy + 1) * w]) {
-                    *a += wk * t;
-                }
+            for (k, row) in rows.iter_mut().enumerate() {
+                *row = reflect(y as isize + k as isize - r as isize, h) * w;
             }
+            let rows = &*rows;
+            convolve(kernel, |k| &tmp[rows[k]..rows[k] + w], acc);
             for (o, &a) in out.iter_mut().zip(acc.iter()) {
                 *o = round_u8(a);
             }
@@ -127,8 +172,9 @@ pub fn gaussian_blur(img: &mut ChwImage, size: u32, sigma: f64, ws: &mut Workspa
     let line = sized(&mut ws.floats2, w + 2 * r + w);
     let (pad, acc) = line.split_at_mut(w + 2 * r);
     let acc = &mut acc[..w];
+    ws.indices.resize(kernel.len(), 0);
     for plane in img.planes_mut() {
-        blur_plane(plane, w, kernel, tmp, pad, acc);
+        blur_plane(plane, w, kernel, tmp, pad, acc, &mut ws.indices);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use crate::chw_image::ChwImage;
 use crate::compose::Transform;
 use crate::error::{Result, check_prob};
 use crate::rng::{ChaCha8Rng, bernoulli};
+use crate::simd::{multiversion, trunc_u8};
 use crate::workspace::Workspace;
 
 /// Luma weights of torchvision's tensor `rgb_to_grayscale` (ITU-R 601-2 with red rounded to
@@ -13,16 +14,22 @@ pub const GRAY_WEIGHTS: [f32; 3] = [0.2989, 0.587, 0.114];
 /// The grey level of one pixel, truncated to `u8` as torchvision's `.to(torch.uint8)`.
 #[inline(always)]
 pub(crate) fn gray(r: u8, g: u8, b: u8) -> u8 {
-    (GRAY_WEIGHTS[0] * f32::from(r) + GRAY_WEIGHTS[1] * f32::from(g) + GRAY_WEIGHTS[2] * f32::from(b)) as u8
+    trunc_u8(GRAY_WEIGHTS[0] * f32::from(r) + GRAY_WEIGHTS[1] * f32::from(g) + GRAY_WEIGHTS[2] * f32::from(b))
 }
 
 /// Replaces every channel by the grey level (torchvision `F.rgb_to_grayscale(img,
 /// num_output_channels=3)`).
 pub fn rgb_to_grayscale(img: &mut ChwImage) {
     let [r, g, b] = img.planes_mut();
-    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
-        let l = gray(*r, *g, *b);
-        (*r, *g, *b) = (l, l, l);
+    gray_planes(r, g, b);
+}
+
+multiversion! {
+    fn gray_planes(r: &mut [u8], g: &mut [u8], b: &mut [u8]) {
+        for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+            let l = gray(*r, *g, *b);
+            (*r, *g, *b) = (l, l, l);
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::chw_image::ChwImage;
 use crate::error::{AugmentError, Result};
+use crate::simd::multiversion;
 
 /// Per-channel mean and standard deviation, applied to values scaled to `[0, 1]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,11 +83,18 @@ impl Normalize {
         for ((plane, out), lut) in
             img.planes().into_iter().zip(out.chunks_exact_mut(img.plane_len().max(1))).zip(&self.lut)
         {
-            for (o, &v) in out.iter_mut().zip(plane) {
-                *o = lut[usize::from(v)];
-            }
+            lookup(plane, lut, out);
         }
         Ok(())
+    }
+}
+
+multiversion! {
+    /// `out[i] = lut[plane[i]]`.
+    fn lookup(plane: &[u8], lut: &[f32; 256], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(plane) {
+            *o = lut[usize::from(v)];
+        }
     }
 }
 

@@ -12,18 +12,32 @@ use crate::chw_image::ChwImage;
 use crate::crop::CropBox;
 use crate::error::{AugmentError, Result};
 use crate::rgb_view::RgbView;
-use crate::simd::multiversion;
+use crate::simd::{multiversion, round_u8};
 use crate::workspace::{Workspace, sized};
 
 /// Precomputed filter taps for one axis: output `i` reads `len[i]` inputs from `start[i]`
 /// (relative to the crop) with weights `weights[i * stride..][..len[i]]`, which sum to one.
+///
+/// For the horizontal pass the same weights are also laid out in dense blocks of [`LANES`]
+/// consecutive outputs: block `b` reads the `span` inputs from `block_start[b]`, and
+/// `blocks[b * span + i][j]` is the weight of its input `i` in output `b * LANES + j`, zero
+/// outside that output's support. A block is then `span` vector multiply-adds over `LANES`
+/// outputs, with no gather; the zeros add exactly nothing (`0 * x = 0` and `a + 0 = a` for the
+/// non-negative values here), so the sums equal, bit for bit, the sums over each support in
+/// the same order.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct AxisWeights {
     start: Vec<usize>,
     len: Vec<usize>,
     weights: Vec<f32>,
     stride: usize,
+    block_start: Vec<usize>,
+    blocks: Vec<[f32; LANES]>,
+    span: usize,
 }
+
+/// Outputs per block of the horizontal pass (one AVX2 register of `f32`).
+const LANES: usize = 8;
 
 /// The bilinear (triangle) filter.
 fn triangle(x: f32) -> f32 {
@@ -62,20 +76,53 @@ impl AxisWeights {
             self.start.push(lo);
             self.len.push(len);
         }
+        self.compute_blocks(in_size);
     }
 
-    fn taps(&self, i: usize) -> (usize, &[f32]) {
+    /// Lays the weights out in dense blocks of [`LANES`] outputs (see the type docs).
+    fn compute_blocks(&mut self, in_size: usize) {
+        let out_size = self.outputs();
+        let n_blocks = out_size.div_ceil(LANES);
+        // The inputs block `b` touches: from its first output's support to its last one's end.
+        let first = |b: usize| self.start[b * LANES];
+        let end = |b: usize| {
+            let last = ((b + 1) * LANES).min(out_size) - 1;
+            self.start[last] + self.len[last]
+        };
+        let span = (0..n_blocks).map(|b| end(b).saturating_sub(first(b))).max().unwrap_or(0);
+        let span = span.clamp(1, in_size.max(1));
+        self.span = span;
+        self.block_start.clear();
+        self.blocks.clear();
+        self.blocks.resize(n_blocks * span, [0.0; LANES]);
+        for b in 0..n_blocks {
+            let s0 = first(b).min(in_size.saturating_sub(span));
+            self.block_start.push(s0);
+            let block = &mut self.blocks[b * span..(b + 1) * span];
+            for (j, i) in (b * LANES..out_size.min((b + 1) * LANES)).enumerate() {
+                let w = &self.weights[i * self.stride..i * self.stride + self.len[i]];
+                for (k, &wk) in w.iter().enumerate() {
+                    block[self.start[i] + k - s0][j] = wk;
+                }
+            }
+        }
+    }
+
+    /// Number of outputs.
+    fn outputs(&self) -> usize {
+        self.start.len()
+    }
+
+    /// The support of output `i`: its first input and its weights.
+    fn support(&self, i: usize) -> (usize, &[f32]) {
         (self.start[i], &self.weights[i * self.stride..i * self.stride + self.len[i]])
     }
-}
 
-/// Rounds half to even and saturates to `u8`, like `torch.round(x).to(torch.uint8)` for
-/// in-range values. Adding and subtracting 1.5 * 2^23 rounds to the nearest integer under the
-/// default IEEE rounding mode without a libm call, so loops stay vectorisable.
-#[inline(always)]
-pub(crate) fn round_u8(v: f32) -> u8 {
-    const MAGIC: f32 = 12_582_912.0;
-    ((v + MAGIC) - MAGIC) as u8
+    /// Block `b`'s first input and its dense weights.
+    #[cfg(test)]
+    fn block(&self, b: usize) -> (usize, &[[f32; LANES]]) {
+        (self.block_start[b], &self.blocks[b * self.span..(b + 1) * self.span])
+    }
 }
 
 fn check(crop: CropBox, img_w: u32, img_h: u32, width: u32, height: u32) -> Result<()> {
@@ -85,16 +132,39 @@ fn check(crop: CropBox, img_w: u32, img_h: u32, width: u32, height: u32) -> Resu
     crop.check_inside(img_w, img_h)
 }
 
-multiversion! {
-    /// Vertical pass: `tmp[oy][..]` = weighted sum of source rows, where crop row `y` is the
-    /// contiguous segment `data[base + y * stride..][..seg]`.
-    fn vertical(wy: &AxisWeights, data: &[u8], base: usize, stride: usize, seg: usize, tmp: &mut [f32]) {
-        for (oy, acc) in tmp.chunks_exact_mut(seg).enumerate() {
-            let (start, w) = wy.taps(oy);
-            acc.fill(0.0);
+/// One output row of the vertical pass, `K` taps: `row[j] = sum_k w[k] * data[at + k * stride + j]`,
+/// accumulated in registers in tap order (from `0.0`, as PyTorch).
+#[inline(always)]
+fn vertical_taps<const K: usize>(w: &[f32], data: &[u8], at: usize, stride: usize, row: &mut [f32]) {
+    let n = row.len();
+    let w: [f32; K] = std::array::from_fn(|k| w[k]);
+    let src: [&[u8]; K] = std::array::from_fn(|k| &data[at + k * stride..at + k * stride + n]);
+    for (j, out) in row.iter_mut().enumerate() {
+        let mut acc = 0.0f32;
+        for k in 0..K {
+            acc += w[k] * f32::from(src[k][j]);
+        }
+        *out = acc;
+    }
+}
+
+/// One output row of the vertical pass for any number of taps (see [`vertical_taps`]).
+#[inline(always)]
+fn vertical_row(w: &[f32], data: &[u8], at: usize, stride: usize, row: &mut [f32]) {
+    match w.len() {
+        1 => vertical_taps::<1>(w, data, at, stride, row),
+        2 => vertical_taps::<2>(w, data, at, stride, row),
+        3 => vertical_taps::<3>(w, data, at, stride, row),
+        4 => vertical_taps::<4>(w, data, at, stride, row),
+        5 => vertical_taps::<5>(w, data, at, stride, row),
+        6 => vertical_taps::<6>(w, data, at, stride, row),
+        _ => {
+            // Wide supports (strong shrinking): accumulate tap by tap through `row`.
+            row.fill(0.0);
+            let n = row.len();
             for (k, &wk) in w.iter().enumerate() {
-                let at = base + (start + k) * stride;
-                for (a, &p) in acc.iter_mut().zip(&data[at..at + seg]) {
+                let src = &data[at + k * stride..at + k * stride + n];
+                for (a, &p) in row.iter_mut().zip(src) {
                     *a += wk * f32::from(p);
                 }
             }
@@ -102,40 +172,91 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// Horizontal pass over interleaved rows of `tmp` (`seg = 3 * crop width` values each) into
-    /// the three output planes.
-    fn horizontal_rgb(wx: &AxisWeights, tmp: &[f32], seg: usize, r: &mut [u8], g: &mut [u8], b: &mut [u8]) {
-        let out_w = wx.start.len();
-        let rows = tmp.chunks_exact(seg).zip(r.chunks_exact_mut(out_w));
-        for ((row, r), (g, b)) in rows.zip(g.chunks_exact_mut(out_w).zip(b.chunks_exact_mut(out_w))) {
-            for (ox, ((r, g), b)) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()).enumerate() {
-                let (start, w) = wx.taps(ox);
-                let px = &row[3 * start..3 * (start + w.len())];
-                let (mut ar, mut ag, mut ab) = (0.0f32, 0.0f32, 0.0f32);
-                for (&wk, p) in w.iter().zip(px.chunks_exact(3)) {
-                    ar += wk * p[0];
-                    ag += wk * p[1];
-                    ab += wk * p[2];
-                }
-                *r = round_u8(ar);
-                *g = round_u8(ag);
-                *b = round_u8(ab);
-            }
+/// `acc[j] += w[j] * p` for every lane.
+#[inline(always)]
+fn mul_add(acc: &mut [f32; LANES], w: &[f32; LANES], p: f32) {
+    for j in 0..LANES {
+        acc[j] += w[j] * p;
+    }
+}
+
+/// Rounds the lanes of `acc` into `out[at..at + LANES]`, or what of it exists.
+#[inline(always)]
+fn store_block(acc: &[f32; LANES], out: &mut [u8], at: usize) {
+    let mut rounded = [0u8; LANES];
+    for j in 0..LANES {
+        rounded[j] = round_u8(acc[j]);
+    }
+    if let Some(dst) = out.get_mut(at..at + LANES) {
+        dst.copy_from_slice(&rounded);
+    } else {
+        // The last, partial block.
+        for (d, &v) in out.iter_mut().skip(at).zip(&rounded) {
+            *d = v;
         }
     }
 }
 
-multiversion! {
-    /// Horizontal pass over one plane's rows of `tmp` (`seg = crop width` values each).
-    fn horizontal_plane(wx: &AxisWeights, tmp: &[f32], seg: usize, out: &mut [u8]) {
-        let out_w = wx.start.len();
-        for (row, out_row) in tmp.chunks_exact(seg).zip(out.chunks_exact_mut(out_w)) {
-            for (ox, o) in out_row.iter_mut().enumerate() {
-                let (start, w) = wx.taps(ox);
-                let acc: f32 = w.iter().zip(&row[start..]).map(|(&wk, &p)| wk * p).sum();
-                *o = round_u8(acc);
+/// One output row of the horizontal pass, `C` interleaved channels, by blocks of [`LANES`]
+/// outputs: `outs[c][ox] = round(sum_i block[i][ox % LANES] * row[C * (s0 + i) + c])`.
+///
+/// Each block's weights are dense over its `span` inputs (zero where an output does not
+/// reach), so the sums over the support come out exactly as tap by tap, in the same order.
+#[inline(always)]
+fn horizontal_row<const C: usize>(wx: &AxisWeights, row: &[f32], outs: &mut [&mut [u8]; C]) {
+    let span = wx.span;
+    for (b, (&s0, block)) in wx.block_start.iter().zip(wx.blocks.chunks_exact(span)).enumerate() {
+        let mut acc = [[0.0f32; LANES]; C];
+        for (w, p) in block.iter().zip(row[C * s0..C * (s0 + span)].chunks_exact(C)) {
+            for c in 0..C {
+                mul_add(&mut acc[c], w, p[c]);
             }
+        }
+        for c in 0..C {
+            store_block(&acc[c], outs[c], b * LANES);
+        }
+    }
+}
+
+/// Both passes, one output row at a time so the intermediate `f32` row stays in L1: crop row
+/// `y` is `data[base + y * stride..][..row.len()]` with `C` interleaved channels, and output
+/// row `oy` of channel `c` is `outs[c][oy * out_w..][..out_w]`.
+#[inline(always)]
+fn resize_rows_c<const C: usize>(
+    wx: &AxisWeights,
+    wy: &AxisWeights,
+    data: &[u8],
+    base: usize,
+    stride: usize,
+    row: &mut [f32],
+    outs: [&mut [u8]; C],
+) {
+    let out_w = wx.outputs();
+    let mut out_rows = outs.map(|o| o.chunks_exact_mut(out_w));
+    for oy in 0..wy.outputs() {
+        let (first, w) = wy.support(oy);
+        vertical_row(w, data, base + first * stride, stride, row);
+        let mut outs: [&mut [u8]; C] = std::array::from_fn(|c| out_rows[c].next().unwrap_or_default());
+        horizontal_row::<C>(wx, row, &mut outs);
+    }
+}
+
+multiversion! {
+    /// [`resize_rows_c`] for interleaved RGB sources into three planes (`outs.len() == 3`) or
+    /// planar sources into one plane (`outs.len() == 1`).
+    fn resize_rows(
+        wx: &AxisWeights,
+        wy: &AxisWeights,
+        data: &[u8],
+        base: usize,
+        stride: usize,
+        row: &mut [f32],
+        outs: &mut [&mut [u8]],
+    ) {
+        match outs {
+            [r, g, b] => resize_rows_c::<3>(wx, wy, data, base, stride, row, [r, g, b]),
+            [plane] => resize_rows_c::<1>(wx, wy, data, base, stride, row, [plane]),
+            _ => {}
         }
     }
 }
@@ -162,14 +283,12 @@ pub fn resized_crop(
     let (cw, ch) = (crop.width as usize, crop.height as usize);
     ws.weights_x.compute(cw, out_w);
     ws.weights_y.compute(ch, out_h);
-    let seg = 3 * cw;
     let stride = 3 * src.width() as usize;
     let base = crop.top as usize * stride + 3 * crop.left as usize;
-    let tmp = sized(&mut ws.floats, out_h * seg);
-    vertical(&ws.weights_y, src.as_raw(), base, stride, seg, tmp);
+    let row = sized(&mut ws.floats, 3 * cw);
     dst.reshape(width, height);
     let [r, g, b] = dst.planes_mut();
-    horizontal_rgb(&ws.weights_x, tmp, seg, r, g, b);
+    resize_rows(&ws.weights_x, &ws.weights_y, src.as_raw(), base, stride, row, &mut [r, g, b]);
     Ok(())
 }
 
@@ -194,10 +313,9 @@ pub fn resized_crop_chw(
     let stride = src.width() as usize;
     let base = crop.top as usize * stride + crop.left as usize;
     dst.reshape(width, height);
-    let tmp = sized(&mut ws.floats, out_h * cw);
+    let row = sized(&mut ws.floats, cw);
     for (plane, out) in src.planes().into_iter().zip(dst.planes_mut()) {
-        vertical(&ws.weights_y, plane, base, stride, cw, tmp);
-        horizontal_plane(&ws.weights_x, tmp, cw, out);
+        resize_rows(&ws.weights_x, &ws.weights_y, plane, base, stride, row, &mut [out]);
     }
     Ok(())
 }
@@ -212,10 +330,17 @@ mod tests {
         for (i, o) in [(10, 3), (3, 10), (7, 7), (256, 224), (1, 5), (5, 1), (13, 32)] {
             w.compute(i, o);
             for k in 0..o {
-                let (start, taps) = w.taps(k);
+                let (start, taps) = w.support(k);
                 assert!(start + taps.len() <= i, "{i}->{o} tap {k}");
                 let sum: f32 = taps.iter().sum();
                 assert!((sum - 1.0).abs() < 1e-5, "{i}->{o} tap {k}: {sum}");
+                // The dense block holds the same weights at the same inputs, zeros elsewhere.
+                let (s0, block) = w.block(k / LANES);
+                assert!(s0 + block.len() <= i, "{i}->{o} block of {k}");
+                for (x, col) in block.iter().enumerate() {
+                    let expect = (s0 + x).checked_sub(start).and_then(|t| taps.get(t)).copied();
+                    assert_eq!(col[k % LANES], expect.unwrap_or(0.0), "{i}->{o} tap {k} input {x}");
+                }
             }
         }
     }

@@ -24,6 +24,8 @@ pub struct Workspace {
     pub(crate) weights_y: AxisWeights,
     /// Gaussian kernel taps.
     pub(crate) kernel: Vec<f32>,
+    /// Offsets (blur's source rows of each tap).
+    pub(crate) indices: Vec<usize>,
 }
 
 impl Workspace {
@@ -33,8 +35,12 @@ impl Workspace {
     }
 }
 
-/// Resizes `buf` to `len`, keeping its allocation, and returns it.
+/// The first `len` values of `buf` (contents unspecified), growing it when shorter.
+/// Never shrinks `buf`, so buffers shared by ops of different sizes are not zero-filled again
+/// each time they grow back.
 pub(crate) fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buf.resize(len, 0.0);
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
     &mut buf[..len]
 }
