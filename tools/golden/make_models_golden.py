@@ -18,6 +18,7 @@ Outputs:
     crates/simsiam-loss/tests/fixtures/losses.safetensors
 """
 
+import copy
 import os
 
 import torch
@@ -157,11 +158,41 @@ def randomise_batch_norms(model):
                 m.bias.uniform_(-0.2, 0.2)
 
 
+RELU_MARGIN = 1e-5
+
+
+def clear_relu_seed(model, batch, size, dtype):
+    """The first input seed from 1234 on whose training forward passes keep every ReLU input
+    at least RELU_MARGIN away from zero. A value within rounding of zero makes the ReLU mask,
+    and so the gradients, depend on how a kernel rounds (a different but equally exact
+    convolution flips it), which no tolerance on the gradients can absorb."""
+    for seed in range(1234, 1334):
+        trial = copy.deepcopy(model).train()
+        smallest = []
+        hooks = [
+            m.register_forward_pre_hook(lambda _m, inp: smallest.append(inp[0].abs().min().item()))
+            for m in trial.modules()
+            if isinstance(m, nn.ReLU)
+        ]
+        g = torch.Generator().manual_seed(seed)
+        x0 = torch.randn(batch, 3, size, size, generator=g).to(dtype)
+        x1 = torch.randn(batch, 3, size, size, generator=g).to(dtype)
+        with torch.no_grad():
+            trial(x0)
+            trial(x1)
+        for h in hooks:
+            h.remove()
+        if min(smallest) >= RELU_MARGIN:
+            return seed
+    raise SystemExit("no input seed keeps the ReLU inputs clear of zero")
+
+
 def step_fixture(name, model, batch, size, dtype=torch.float32):
     """One training step on two views; everything the Rust test compares."""
     randomise_batch_norms(model)
     model = model.to(dtype)
-    g = torch.Generator().manual_seed(1234)
+    seed = clear_relu_seed(model, batch, size, dtype)
+    g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(batch, 3, size, size, generator=g).to(dtype)
     x1 = torch.randn(batch, 3, size, size, generator=g).to(dtype)
     # Non-trivial running statistics, so the eval-mode forward checks them too.
@@ -190,7 +221,7 @@ def step_fixture(name, model, batch, size, dtype=torch.float32):
     out["eval.z0"], out["eval.p0"] = z_eval, p_eval
     path = os.path.join(MODELS, f"step_{name}.safetensors")
     save_file({k: v.contiguous() for k, v in out.items()}, path)
-    print(f"{path}: {sum(v.numel() for v in out.values())} values, loss {loss.item():.6f}")
+    print(f"{path}: {sum(v.numel() for v in out.values())} values, input seed {seed}, loss {loss.item():.6f}")
 
 
 def torchvision_resnet18():

@@ -3,6 +3,8 @@
 //!
 //! The fixtures come from `tools/golden/make_models_golden.py` (torch 2.9.1,
 //! torchvision 0.24.1): `python tools/golden/make_models_golden.py` from the repository root.
+//! The script draws inputs that keep every ReLU input at least 1e-5 from zero, so that no
+//! ReLU mask, and no gradient, hinges on the last bit of a convolution's rounding.
 
 mod common;
 
@@ -22,6 +24,20 @@ fn tolerances(dtype: DType) -> (f64, f64) {
     match dtype {
         DType::F64 => (1e-9, 1e-15),
         _ => (1e-4, 1e-7),
+    }
+}
+
+/// The relative error allowed for parameter gradients: as [`tolerances`], except 2e-4 in
+/// float32 when `SIMSIAM_WINOGRAD=1` sends 3x3 convolutions through Winograd F(2x2, 3x3).
+/// Winograd rounds differently from PyTorch's direct convolution, and gradients are sums over
+/// the batch that cancel (BN parameters most): measured on these fixtures, at most 9.3e-5
+/// with im2col and 1.2e-4 with Winograd. The convolutions themselves match direct sums within
+/// 1e-5 either way (the kernels' unit tests).
+fn gradient_tolerance(dtype: DType) -> f64 {
+    let winograd = std::env::var("SIMSIAM_WINOGRAD").is_ok_and(|v| v == "1");
+    match dtype {
+        DType::F32 if winograd => 2e-4,
+        _ => tolerances(dtype).0,
     }
 }
 
@@ -74,7 +90,7 @@ fn check(case: Case) -> Result<()> {
         if let Some(name) = key.strip_prefix("grad.") {
             let grad =
                 grads.get(vars[name].as_tensor()).unwrap_or_else(|| panic!("no gradient for `{name}`"));
-            report.check(key, grad, reference, tol, zero)?;
+            report.check(key, grad, reference, gradient_tolerance(case.dtype), zero)?;
         } else if let Some(name) = key.strip_prefix("after.") {
             report.check(key, vars[name].as_tensor(), reference, tol, zero)?;
         }

@@ -4,7 +4,8 @@
 //! [`target_columns`] columns each, so that late layers with small feature maps still feed
 //! `gemm` wide matrices; chunks run in parallel on rayon, each with a single-threaded `gemm`,
 //! and a batch that fits one chunk runs one `gemm` on all threads instead. 1x1 stride-1
-//! convolutions of a single sample skip im2col: the input already is the matrix.
+//! convolutions of a single sample skip im2col: the input already is the matrix. 3x3,
+//! stride-1, padding-1 `f32` convolutions take the Winograd path instead ([`winograd`]).
 
 use std::sync::OnceLock;
 
@@ -14,6 +15,8 @@ use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, Parallelism, matmul};
 use super::{Float, contiguous_slice, on_fast_path};
+
+mod winograd;
 
 /// Stride and zero padding of a convolution, the same along both axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,6 +377,24 @@ macro_rules! dispatch2 {
     };
 }
 
+/// Runs `f` on two `f32` operands when the Winograd path takes `g`; `None` otherwise.
+fn winograd_f32(
+    op: &str,
+    g: &Geometry,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    f: fn(&[f32], &[f32], &Geometry) -> Vec<f32>,
+) -> Result<Option<CpuStorage>> {
+    if !matches!(s1, CpuStorage::F32(_)) || !winograd::applies(g) {
+        return Ok(None);
+    }
+    let a = contiguous_slice::<f32>(s1, l1, op, "first operand")?;
+    let b = contiguous_slice::<f32>(s2, l2, op, "second operand")?;
+    Ok(Some(CpuStorage::F32(f(a, b, g))))
+}
+
 /// The convolution: `(x, weight) -> y`.
 struct Conv2dOp(Conv2dParams);
 
@@ -390,7 +411,11 @@ impl CustomOp2 for Conv2dOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1.shape().dims4()?, l2.shape().dims4()?, self.0)?;
-        let out = dispatch2!(self.name(), s1, l1, s2, l2, |x, w| forward(x, w, &g));
+        let out = if let Some(out) = winograd_f32(self.name(), &g, s1, l1, s2, l2, winograd::forward)? {
+            out
+        } else {
+            dispatch2!(self.name(), s1, l1, s2, l2, |x, w| forward(x, w, &g))
+        };
         Ok((out, Shape::from((g.n, g.co, g.oh, g.ow))))
     }
 
@@ -444,7 +469,11 @@ impl CustomOp2 for ConvInputGrad {
         if (co, oh, ow) != (g.co, g.oh, g.ow) {
             candle::bail!("{}: gradient {:?} does not match {g:?}", self.name(), l1.shape());
         }
-        let out = dispatch2!(self.name(), s1, l1, s2, l2, |dy, w| input_grad(dy, w, &g));
+        let out = if let Some(out) = winograd_f32(self.name(), &g, s1, l1, s2, l2, winograd::input_grad)? {
+            out
+        } else {
+            dispatch2!(self.name(), s1, l1, s2, l2, |dy, w| input_grad(dy, w, &g))
+        };
         Ok((out, Shape::from((g.n, g.ci, g.h, g.w))))
     }
 }
@@ -474,7 +503,11 @@ impl CustomOp2 for ConvWeightGrad {
         if (n, oh, ow) != (g.n, g.oh, g.ow) {
             candle::bail!("{}: gradient {:?} does not match {g:?}", self.name(), l2.shape());
         }
-        let out = dispatch2!(self.name(), s1, l1, s2, l2, |x, dy| weight_grad(x, dy, &g));
+        let out = if let Some(out) = winograd_f32(self.name(), &g, s1, l1, s2, l2, winograd::weight_grad)? {
+            out
+        } else {
+            dispatch2!(self.name(), s1, l1, s2, l2, |x, dy| weight_grad(x, dy, &g))
+        };
         Ok((out, Shape::from((g.co, g.ci, g.kh, g.kw))))
     }
 }
@@ -583,6 +616,8 @@ mod tests {
                 (4, 3, 6, 5, 2, 3, 2, 3, 2),
                 (5, 8, 2, 2, 7, 3, 3, 1, 1),
                 (3, 2, 1, 1, 4, 3, 3, 1, 1),
+                // Wide channels: register-tile edges in every product, batch 1.
+                (1, 33, 9, 7, 17, 3, 3, 1, 1),
             ] {
                 let x = randn(&[n, ci, h, w], dtype)?;
                 let wt = randn(&[co, ci, kh, kw], dtype)?;

@@ -1,8 +1,10 @@
-//! A bounds-checked front end to `gemm::gemm` for strided row-major views.
+//! A bounds-checked front end to the matrix product for strided row-major views: our own
+//! `f32` kernel ([`super::sgemm`]) on CPUs with AVX2 and FMA, `gemm::gemm` otherwise.
 
 pub(crate) use ::gemm::Parallelism;
 
 use super::Float;
+use super::sgemm;
 
 /// A read-only `rows x cols` matrix view: element (i, j) at `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -70,6 +72,20 @@ pub(crate) fn matmul<T: Float>(
                 dst.data[i * dst.rs..i * dst.rs + n].fill(T::zero());
             }
         }
+        return;
+    }
+    if sgemm::available()
+        && let (Some(d), Some(l), Some(r)) =
+            (T::as_f32_mut(dst.data), T::as_f32(lhs.data), T::as_f32(rhs.data))
+    {
+        let threads = match parallelism {
+            Parallelism::None => 1,
+            Parallelism::Rayon(0) => rayon::current_num_threads(),
+            Parallelism::Rayon(n) => n,
+        };
+        let view =
+            |data, v: MatRef<'_, T>| sgemm::View { data, rows: v.rows, cols: v.cols, rs: v.rs, cs: v.cs };
+        sgemm::sgemm(d, dst.rs, view(l, lhs), view(r, rhs), accumulate, threads);
         return;
     }
     let alpha = if accumulate { T::one() } else { T::zero() };

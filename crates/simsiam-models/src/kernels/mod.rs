@@ -1,7 +1,7 @@
 //! CPU kernels for the training step, as candle custom ops with their backward passes.
 //!
 //! - [`conv2d`]: bias-free, single-group, undilated 2-D convolution through im2col/col2im onto
-//!   the `gemm` crate, with its input and weight gradients as further custom ops.
+//!   a matrix product (our AVX2/FMA `f32` kernel where the CPU has one, else the `gemm` crate), with its input and weight gradients as further custom ops.
 //! - [`batch_norm_train`]: training-mode batch normalisation (statistics, normalisation,
 //!   affine and an optional ReLU) as one op per direction.
 //!
@@ -11,6 +11,7 @@
 mod batch_norm;
 mod conv;
 mod gemm;
+mod sgemm;
 
 pub use batch_norm::{BatchNormStats, batch_norm_train};
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
@@ -24,6 +25,10 @@ use candle::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
 pub(crate) trait Float: WithDType + Default {
     /// The storage variant that holds this type.
     fn slice(storage: &CpuStorage) -> Option<&[Self]>;
+    /// The same elements as `f32`, when `Self` is `f32` (for our own `f32` matrix product).
+    fn as_f32(data: &[Self]) -> Option<&[f32]>;
+    /// The same elements as mutable `f32`, when `Self` is `f32`.
+    fn as_f32_mut(data: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Float for f32 {
@@ -33,6 +38,12 @@ impl Float for f32 {
             _ => None,
         }
     }
+    fn as_f32(data: &[Self]) -> Option<&[f32]> {
+        Some(data)
+    }
+    fn as_f32_mut(data: &mut [Self]) -> Option<&mut [f32]> {
+        Some(data)
+    }
 }
 
 impl Float for f64 {
@@ -41,6 +52,12 @@ impl Float for f64 {
             CpuStorage::F64(d) => Some(d),
             _ => None,
         }
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
 
