@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# Superseded by `cargo xtask bench step --stock` (see tools/bench/README.md); kept for the
+# figures in docs/performance-step.md that it produced.
+#
 # Alternates the candle (ours), candle-stock and PyTorch step benchmarks, A B A B, after
 # waiting (up to ~10 minutes) for the 1-minute load average to drop below 1.0.
 #

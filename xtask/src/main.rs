@@ -1,5 +1,6 @@
 //! `cargo xtask`: project automation, in the rust-analyzer style (one binary, one module per task).
 
+mod bench;
 mod ci;
 mod pretrain_cifar;
 
@@ -20,14 +21,15 @@ tasks:
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("download-cifar") => pretrain_cifar::download(&args[1..]),
         Some("pretrain-cifar") => pretrain_cifar::pretrain(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", bench::USAGE);
             Ok(())
         }
-        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
+        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}", bench::USAGE),
     }
 }
 

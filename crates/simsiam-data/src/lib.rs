@@ -53,3 +53,8 @@ pub use loader::{
     BatchTransform, Batches, EvalBatch, EvalConfig, EvalLoader, EvalTransform, LoaderConfig, TwoViewBatch,
     TwoViewLoader, epoch_permutation,
 };
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -78,3 +78,8 @@ fn check_pair(name: &str, a: &Tensor, b: &Tensor) -> Result<()> {
     }
     Ok(())
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -57,3 +57,8 @@ pub use layers::{BatchNorm, Conv2d};
 pub use max_pool::{MaxPool2dConfig, max_pool2d};
 pub use resnet::{Block, ResNet, ResNetConfig, Stem};
 pub use simsiam::{SimSiam, TwoViewOutput, ViewOutput};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

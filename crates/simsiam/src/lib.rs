@@ -5,9 +5,11 @@
 //!   `cifar10-paper`, `satellite`) and `section.key=value` overrides.
 //! - [`run`]: datasets, loaders, model and loss from a config.
 //! - [`pretrain::pretrain`]: a whole run with checkpoints, metrics and the kNN monitor.
+//! - [`figures`]: training curves, nearest-neighbour grids and embedding scatter plots as PNG.
 
 pub mod config;
 pub mod evaluate;
+pub mod figures;
 pub mod pretrain;
 pub mod run;
 
@@ -16,3 +18,8 @@ pub use simsiam_data as data;
 pub use simsiam_loss as loss;
 pub use simsiam_models as models;
 pub use simsiam_train as train;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

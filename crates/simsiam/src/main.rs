@@ -1,11 +1,15 @@
 //! `simsiam`: SimSiam pretraining, evaluation and embeddings from the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use simsiam::config::{PRESETS, RunConfig};
+use simsiam::figures::embeddings::EmbeddedImages;
+use simsiam::figures::neighbors::{CosineIndex, NEIGHBORS};
+use simsiam::figures::{self, EmbeddingTable, NeighborsOptions, PlotOptions, Query, ScatterOptions};
 use simsiam::{evaluate, pretrain};
 use simsiam_train::LinearEvalConfig;
 
@@ -49,6 +53,68 @@ enum Command {
         /// An archive path, a file:// or http(s):// URL; the official URL when absent.
         #[arg(long)]
         from: Option<String>,
+    },
+    /// Draw a run's loss, collapse level, learning rate and kNN accuracy (a 2x2 PNG).
+    Plot {
+        /// The metrics file `simsiam pretrain` writes (RUN_DIR/metrics.jsonl).
+        #[arg(long)]
+        metrics: PathBuf,
+        /// The PNG to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Width in pixels.
+        #[arg(long, default_value_t = 1200)]
+        width: u32,
+        /// Height in pixels.
+        #[arg(long, default_value_t = 900)]
+        height: u32,
+        #[command(flatten)]
+        font: FontArgs,
+    },
+    /// Draw query images and their 8 nearest neighbours by cosine similarity (3x3 PNG grids).
+    Neighbors {
+        #[command(flatten)]
+        images: EmbeddedDataArgs,
+        /// A query: a file name from the embeddings, or a row index; repeatable.
+        #[arg(long = "query", value_name = "NAME|INDEX")]
+        queries: Vec<String>,
+        /// Without --query, this many queries chosen at random (seeded).
+        #[arg(long, default_value_t = 1)]
+        num_queries: usize,
+        /// Seed of the random queries.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// All queries in one figure, stacked; otherwise one PNG per query (OUT_<row>.png when
+        /// there are several).
+        #[arg(long)]
+        stack: bool,
+        /// Thumbnail side in pixels.
+        #[arg(long, default_value_t = 96)]
+        thumb_size: u32,
+        #[command(flatten)]
+        font: FontArgs,
+    },
+    /// Draw a 2-D PCA projection of the embeddings with image thumbnails (a PNG).
+    Scatter {
+        #[command(flatten)]
+        images: EmbeddedDataArgs,
+        /// At most this many thumbnails, on a seeded random subset.
+        #[arg(long, default_value_t = 100)]
+        num_images: usize,
+        /// Seed of the subset.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Thumbnails closer than this (on the [0, 1] axes) to one already drawn are skipped.
+        #[arg(long, default_value_t = 0.045)]
+        min_distance: f64,
+        /// Thumbnail side in pixels.
+        #[arg(long, default_value_t = 48)]
+        thumb_size: u32,
+        /// Side of the (square) figure in pixels.
+        #[arg(long, default_value_t = 1000)]
+        size: u32,
+        #[command(flatten)]
+        font: FontArgs,
     },
     /// Print a preset's configuration as TOML, to start a config file from.
     Config {
@@ -104,6 +170,143 @@ struct CheckpointArgs {
     /// Overrides of the stored config, `section.key=value` (e.g. `data.path=...`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+}
+
+/// Embeddings written by `simsiam embed` and the dataset they were computed on.
+#[derive(Args)]
+struct EmbeddedDataArgs {
+    /// The embeddings (.csv or .safetensors) from `simsiam embed`.
+    #[arg(long)]
+    embeddings: PathBuf,
+    /// The PNG to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Take the dataset from this checkpoint's stored config (as `simsiam embed` did).
+    #[arg(long, conflicts_with_all = ["preset", "config"])]
+    checkpoint: Option<PathBuf>,
+    /// A named preset for the dataset settings: lightly-example, cifar10-paper or satellite.
+    #[arg(long, default_value = "lightly-example")]
+    preset: String,
+    /// A TOML config file for the dataset settings (replaces the preset).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Overrides, `section.key=value` (e.g. `data.dataset=folder`, `data.path=images`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl EmbeddedDataArgs {
+    /// The embeddings, and the training images of the configured dataset (with data.limit).
+    fn load(&self) -> Result<(EmbeddingTable, Arc<dyn simsiam_data::Dataset>)> {
+        let run = match &self.checkpoint {
+            Some(checkpoint) => evaluate::checkpoint_config(checkpoint, &self.overrides)?,
+            None => ConfigArgs {
+                preset: self.preset.clone(),
+                config: self.config.clone(),
+                overrides: self.overrides.clone(),
+            }
+            .load()?,
+        };
+        let table = figures::read_embeddings(&self.embeddings)?;
+        let data = simsiam::run::open_datasets(&run.data)?;
+        Ok((table, data.train))
+    }
+}
+
+#[derive(Args)]
+struct FontArgs {
+    /// A TrueType/OpenType font for the text (default: $SIMSIAM_FONT, then system fonts).
+    #[arg(long)]
+    font: Option<PathBuf>,
+}
+
+impl FontArgs {
+    fn apply(&self) -> Result<()> {
+        match &self.font {
+            Some(path) => figures::fonts::use_font_file(path),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `out` with `_<row>` before its extension: `nn.png` -> `nn_42.png`.
+fn numbered(out: &Path, row: usize) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = out.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    out.with_file_name(format!("{stem}_{row}{ext}"))
+}
+
+fn neighbors(
+    images: &EmbeddedDataArgs,
+    queries: &[String],
+    num_queries: usize,
+    seed: u64,
+    stack: bool,
+    thumb_size: u32,
+) -> Result<()> {
+    let (table, dataset) = images.load()?;
+    let source = images.embeddings.as_path();
+    let lookup = EmbeddedImages::new(&table, dataset.as_ref(), source)?;
+    if table.len() < NEIGHBORS + 1 {
+        bail!(
+            "{}: {} embeddings; a query and {NEIGHBORS} neighbours need at least {}",
+            source.display(),
+            table.len(),
+            NEIGHBORS + 1
+        );
+    }
+    let rows: Vec<usize> = if queries.is_empty() {
+        if num_queries == 0 || num_queries > table.len() {
+            bail!("--num-queries {num_queries}: use 1 to {}", table.len());
+        }
+        figures::seeded_order(table.len(), seed).into_iter().take(num_queries).collect()
+    } else {
+        queries.iter().map(|q| figures::neighbors::resolve_query(&table, q, source)).collect::<Result<_>>()?
+    };
+    let index = CosineIndex::new(&table);
+    let queries = rows
+        .iter()
+        .map(|&row| Ok(Query { index: row, neighbors: index.nearest(row, NEIGHBORS)? }))
+        .collect::<Result<Vec<_>>>()?;
+    let options = NeighborsOptions { thumb_size, ..NeighborsOptions::default() };
+    let draw = |qs: &[Query]| figures::neighbors_figure(qs, &table.names, |row| lookup.image(row), &options);
+    // Every figure is drawn before any is written, so an error leaves the outputs as they were.
+    let figures: Vec<(PathBuf, image::RgbImage)> = if stack || queries.len() == 1 {
+        vec![(images.out.clone(), draw(&queries)?)]
+    } else {
+        queries
+            .iter()
+            .map(|q| Ok((numbered(&images.out, q.index), draw(std::slice::from_ref(q))?)))
+            .collect::<Result<_>>()?
+    };
+    for (path, figure) in &figures {
+        figures::save_png(figure, path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn scatter(
+    images: &EmbeddedDataArgs,
+    options: ScatterOptions,
+    num_images: usize,
+    min_distance: f64,
+    seed: u64,
+) -> Result<()> {
+    if !(min_distance >= 0.0 && min_distance.is_finite()) {
+        bail!("--min-distance {min_distance}: use a distance of 0 or more");
+    }
+    let (table, dataset) = images.load()?;
+    let lookup = EmbeddedImages::new(&table, dataset.as_ref(), &images.embeddings)?;
+    let points = figures::min_max_normalize(&figures::pca_2d(&table.values, table.dim)?);
+    let shown = figures::choose_thumbnails(&points, num_images, min_distance, seed);
+    let thumbs = shown.iter().map(|&row| Ok((row, lookup.image(row)?))).collect::<Result<Vec<_>>>()?;
+    let title = format!("PCA of {} embeddings ({} shown)", table.len(), thumbs.len());
+    let figure =
+        figures::scatter_figure(&points, &thumbs, &ScatterOptions { title: Some(title), ..options })?;
+    figures::save_png(&figure, &images.out)?;
+    println!("wrote {} ({} thumbnails of {} embeddings)", images.out.display(), thumbs.len(), table.len());
+    Ok(())
 }
 
 impl ConfigArgs {
@@ -169,6 +372,23 @@ fn run(cli: Cli) -> Result<()> {
                 other => anyhow::bail!("unknown dataset `{other}`: use cifar10 or cifar100"),
             };
             eprintln!("{dataset} is ready in {}", path.display());
+        }
+        Command::Plot { metrics, out, width, height, font } => {
+            font.apply()?;
+            let records = figures::read_metrics(&metrics)?;
+            let options = PlotOptions { width, height, ..PlotOptions::default() };
+            figures::save_png(&figures::plot_metrics(&records, &options)?, &out)?;
+            println!("wrote {}", out.display());
+        }
+        Command::Neighbors { images, queries, num_queries, seed, stack, thumb_size, font } => {
+            font.apply()?;
+            neighbors(&images, &queries, num_queries, seed, stack, thumb_size)?;
+        }
+        Command::Scatter { images, num_images, seed, min_distance, thumb_size, size, font } => {
+            font.apply()?;
+            let options =
+                ScatterOptions { width: size, height: size, thumb_size, ..ScatterOptions::default() };
+            scatter(&images, options, num_images, min_distance, seed)?;
         }
         Command::Config { preset } => {
             let run =

@@ -9,6 +9,7 @@ use simsiam_train::{
 };
 
 use crate::config::RunConfig;
+use crate::figures::{self, PlotOptions};
 use crate::run::{OutputPaths, build_model, device, eval_loader, loss, open_datasets, train_loader};
 
 /// Trains as configured, resuming from the newest checkpoint when `resume` is set.
@@ -95,8 +96,16 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         other => other?,
     };
     save_weights(trainer.varmap(), &out.weights)?;
+    // The run is saved by now: a figure that cannot be drawn is a warning, not a failure.
+    let plot = match draw_plot(&out) {
+        Ok(()) => format!(", plot in {}", out.plot.display()),
+        Err(e) => {
+            eprintln!("warning: no plot: {e:#}");
+            String::new()
+        }
+    };
     eprintln!(
-        "done: {} epochs, {} steps, loss {:.4}, collapse {:.3}{}; weights in {}, metrics in {}",
+        "done: {} epochs, {} steps, loss {:.4}, collapse {:.3}{}; weights in {}, metrics in {}{plot}",
         summary.epochs,
         summary.steps,
         summary.last_loss,
@@ -106,4 +115,10 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         out.metrics.display()
     );
     Ok(summary)
+}
+
+/// `simsiam plot` of the run's metrics into its directory.
+fn draw_plot(out: &OutputPaths) -> Result<()> {
+    let records = figures::read_metrics(&out.metrics)?;
+    figures::save_png(&figures::plot_metrics(&records, &PlotOptions::default())?, &out.plot)
 }

@@ -203,6 +203,8 @@ pub struct OutputPaths {
     pub config: PathBuf,
     /// Final weights (torchvision/Lightly names).
     pub weights: PathBuf,
+    /// Loss, collapse level, learning rate and kNN accuracy over the run, drawn at its end.
+    pub plot: PathBuf,
 }
 
 impl OutputPaths {
@@ -213,6 +215,7 @@ impl OutputPaths {
             checkpoints: dir.join("checkpoints"),
             metrics: dir.join("metrics.jsonl"),
             config: dir.join("config.toml"),
+            plot: dir.join("plot.png"),
             weights: dir.join("model.safetensors"),
         }
     }

@@ -80,7 +80,7 @@ fn a_tiny_run_pretrains_evaluates_embeds_and_refuses_to_overwrite() {
     let log = stderr(&run);
     assert!(log.contains("[train]") && log.contains("epochs = 2"), "the config is not printed: {log}");
     assert!(log.contains("kNN top-1"), "no kNN accuracy: {log}");
-    for file in ["config.toml", "metrics.jsonl", "model.safetensors"] {
+    for file in ["config.toml", "metrics.jsonl", "model.safetensors", "plot.png"] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
@@ -115,6 +115,32 @@ fn a_tiny_run_pretrains_evaluates_embeds_and_refuses_to_overwrite() {
     let back = simsiam_train::read_embeddings_safetensors(&st).expect("embeddings load back");
     assert_eq!(back.embeddings.dims(), [100, 32]);
     assert_eq!(back.labels[..3], [Some(0), Some(1), Some(2)]);
+
+    // Both files load back alike; the figures take them with the checkpoint's dataset.
+    let (from_csv, from_st) = (
+        simsiam::figures::read_embeddings(&csv).expect("csv"),
+        simsiam::figures::read_embeddings(&st).expect("st"),
+    );
+    assert_eq!((from_csv.names.len(), from_csv.dim), (100, 32));
+    assert_eq!(from_csv.names, from_st.names);
+    assert_eq!(from_csv.names[..2], ["train/00000", "train/00001"]);
+    assert_eq!(from_csv.values, from_st.values);
+    let metrics_path = out.join("metrics.jsonl").display().to_string();
+    let (st_s, csv_s) = (st.display().to_string(), csv.display().to_string());
+    let figures = [
+        ("plot.png", vec!["plot", "--metrics", &metrics_path]),
+        ("nn.png", vec!["neighbors", "--checkpoint", &ck, "--embeddings", &st_s, "--query", "train/00007"]),
+        ("scatter.png", vec!["scatter", "--checkpoint", &ck, "--embeddings", &csv_s, "--size", "400"]),
+    ];
+    for (name, mut args) in figures {
+        let png = tmp.path().join(name);
+        let png_s = png.display().to_string();
+        args.extend(["--out", &png_s]);
+        let run = simsiam(&args);
+        assert!(run.status.success(), "{args:?}: {}", stderr(&run));
+        let image = image::open(&png).expect("a PNG").to_rgb8();
+        assert!(image.width() >= 100 && image.height() >= 100, "{name}: {:?}", image.dimensions());
+    }
 
     // The same command again must not overwrite the run.
     let before = std::fs::read(&checkpoint).expect("checkpoint bytes");
