@@ -2,24 +2,9 @@
 //! ending in one clear line, a non-zero exit and nothing overwritten.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn simsiam(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simsiam")).args(args).output().expect("run simsiam")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The last line of stderr, which must be the error.
-fn error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure, got success: {}", stderr(out));
-    let text = stderr(out);
-    let line = text.lines().last().unwrap_or("").to_owned();
-    assert!(line.starts_with("error: "), "the last line is not the error: {text}");
-    line
-}
+mod common;
+use common::{error_line, simsiam, stderr};
 
 /// A CIFAR-10-format folder: 5 train batches and a test batch of `n` records each, labels
 /// cycling through the 10 classes, pixels from a fixed pattern.

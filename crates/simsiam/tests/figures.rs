@@ -4,35 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use candle::{Device, Tensor};
 use image::{Rgb, RgbImage};
 use simsiam::figures::neighbors::QUERY_FRAME;
 use simsiam::figures::{self, GridLayout, Metrics, PlotOptions};
 
-fn simsiam(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simsiam")).args(args).output().expect("run simsiam")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn succeed(args: &[&str]) -> String {
-    let out = simsiam(args);
-    assert!(out.status.success(), "simsiam {args:?} failed: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The last line of stderr, which must be the one error line.
-fn error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure, got success: {}", stderr(out));
-    let text = stderr(out);
-    let line = text.lines().last().unwrap_or("").to_owned();
-    assert!(line.starts_with("error: "), "the last line is not the error: {text}");
-    line
-}
+mod common;
+use common::{error_line, simsiam, succeed};
 
 fn s(path: &Path) -> String {
     path.display().to_string()
