@@ -86,8 +86,11 @@ impl Sgd {
         for group in &self.groups {
             for (name, var) in &group.params {
                 let Some(grad) = grads.get(var.as_tensor()) else { continue };
-                let w = var.as_tensor();
-                let d = if weight_decay != 0.0 { (grad + (w * weight_decay)?)? } else { grad.clone() };
+                // Detached: an update computed from the variable itself would record candle
+                // ops, and each momentum buffer would then keep every earlier one alive (the
+                // whole history, a copy of the parameters per step).
+                let (w, grad) = (var.as_tensor().detach(), grad.detach());
+                let d = if weight_decay != 0.0 { (&grad + (&w * weight_decay)?)? } else { grad };
                 let update = if momentum != 0.0 {
                     let buf = match self.momentum.get(name) {
                         Some(buf) => ((buf * momentum)? + &d)?,
@@ -99,7 +102,7 @@ impl Sgd {
                 } else {
                     d
                 };
-                var.set(&(w - (update * group.lr)?)?)?;
+                var.set(&(&w - (update * group.lr)?)?)?;
             }
         }
         Ok(())
@@ -130,6 +133,32 @@ impl Sgd {
             }
         }
         self.momentum = buffers;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle::{Device, Var};
+
+    use super::*;
+
+    #[test]
+    fn momentum_buffers_keep_no_history_of_earlier_steps() -> Result<()> {
+        let w = Var::new(&[1f32, -2.0, 3.0], &Device::Cpu)?;
+        let group = ParamGroup { params: vec![("w".into(), w.clone())], lr: 0.1, fixed_lr: false };
+        for nesterov in [false, true] {
+            let config = SgdConfig { momentum: 0.9, weight_decay: 5e-4, nesterov };
+            let mut sgd = Sgd::new(vec![group.clone()], config)?;
+            for _ in 0..3 {
+                let loss = w.as_tensor().sqr()?.sum_all()?;
+                sgd.step(&loss.backward()?)?;
+            }
+            // A buffer that recorded ops would hold every earlier buffer and gradient alive:
+            // memory grew by a copy of the parameters per step until training was killed.
+            let buf = &sgd.momentum_buffers()["w"];
+            assert!(!buf.track_op(), "the momentum buffer records the ops of its updates");
+        }
         Ok(())
     }
 }
