@@ -40,6 +40,10 @@ pub enum TrainError {
         /// The global step.
         step: usize,
     },
+    /// A collective operation between data-parallel workers failed (a peer left, buffers
+    /// differ between ranks, NCCL reported an error).
+    #[error("distributed training: {0}")]
+    Distributed(String),
     /// Training was interrupted (Ctrl-C) after saving a checkpoint.
     #[error("interrupted at epoch {epoch}, step {step}; checkpoint saved")]
     Interrupted {

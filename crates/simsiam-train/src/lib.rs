@@ -9,9 +9,13 @@
 //! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
 //!   evaluation on frozen features ([`linear_eval`]), embedding export ([`write_embeddings_csv`]).
 //! - [`TwoViewBatches`]: the data interface, implemented for `simsiam-data`'s loader.
+//! - [`distributed`]: data parallelism behind a [`distributed::Communicator`] (in-process
+//!   threads, or NCCL with the `nccl` feature), gradient averaging, sharded batches, rank-0
+//!   checkpoints and synchronised batch norm.
 
 mod checkpoint;
 mod data_source;
+pub mod distributed;
 mod embeddings;
 mod error;
 mod features;
@@ -39,3 +43,8 @@ pub use schedule::{CosineSchedule, scaled_lr};
 pub use sgd::{ParamGroup, Sgd, SgdConfig};
 pub use source::{EpochBatches, TwoViewBatches, ViewPair};
 pub use trainer::{KnnMonitor, ScheduleStep, TrainSummary, Trainer, TrainerConfig};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

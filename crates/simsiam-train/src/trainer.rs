@@ -12,6 +12,7 @@ use simsiam_loss::{CollapseMonitor, Similarity, symmetric_loss};
 use simsiam_models::{Backbone, SimSiam};
 
 use crate::checkpoint::{Checkpointer, TrainState, load_checkpoint};
+use crate::distributed::{Communicator, average_gradients, save_checkpoint_rank0};
 use crate::{
     CosineSchedule, MetricEvent, MetricsLog, ParamGroup, Result, Sgd, SgdConfig, TrainError, TwoViewBatches,
 };
@@ -111,6 +112,7 @@ pub struct Trainer<B: Backbone> {
     interrupt: Arc<AtomicBool>,
     progress: bool,
     state: TrainState,
+    comm: Option<Arc<dyn Communicator>>,
 }
 
 impl<B: Backbone> Trainer<B> {
@@ -183,6 +185,7 @@ impl<B: Backbone> Trainer<B> {
             interrupt: Arc::new(AtomicBool::new(false)),
             progress: true,
             state,
+            comm: None,
         })
     }
 
@@ -201,6 +204,18 @@ impl<B: Backbone> Trainer<B> {
     /// Runs `monitor` every `knn_every` epochs and after the last.
     pub fn with_knn_monitor(mut self, monitor: KnnMonitor<B>) -> Self {
         self.knn = Some(monitor);
+        self
+    }
+
+    /// Trains data-parallel as one rank of `comm`: after each backward pass every gradient is
+    /// averaged over the ranks (one flattened all-reduce), the loss that is logged and checked
+    /// for NaN is the mean over ranks, an interruption on any rank stops every rank, only rank
+    /// 0 writes checkpoints (every rank waits for the write) and metrics. Every rank must start
+    /// from the same weights (the same seed) and get its own shard of each global batch
+    /// ([`crate::distributed::ShardedBatches`]); every rank gets a checkpointer for the same
+    /// directory (or none), so that all can resume, with any number of workers, from it.
+    pub fn with_communicator(mut self, comm: Arc<dyn Communicator>) -> Self {
+        self.comm = Some(comm);
         self
     }
 
@@ -295,6 +310,8 @@ impl<B: Backbone> Trainer<B> {
         let mut last_loss = f32::NAN;
         let mut knn_top1 = None;
         let mut timed_first_step = false;
+        let params: Vec<(String, candle::Var)> =
+            self.optimizer.groups().iter().flat_map(|g| g.params.iter().cloned()).collect();
 
         while self.state.epoch < until {
             let epoch = self.state.epoch;
@@ -318,10 +335,15 @@ impl<B: Backbone> Trainer<B> {
                 let out = self.model.forward_views(&x0, &x1, true)?;
                 let loss = symmetric_loss(self.loss.as_ref(), &out.p0, &out.z1, &out.p1, &out.z0)?;
                 let value = loss.to_dtype(candle::DType::F32)?.to_scalar::<f32>()?;
+                let (value, interrupted) = self.agree(value)?;
                 if !value.is_finite() {
                     return Err(TrainError::NonFiniteLoss { loss: value, epoch, step: self.state.step });
                 }
-                self.optimizer.step(&loss.backward()?)?;
+                let mut grads = loss.backward()?;
+                if let Some(comm) = &self.comm {
+                    average_gradients(comm, &mut grads, &params)?;
+                }
+                self.optimizer.step(&grads)?;
                 monitor.update(value, &out.p0)?;
                 self.state.step += 1;
                 if !timed_first_step {
@@ -367,7 +389,7 @@ impl<B: Backbone> Trainer<B> {
                     })?;
                     interval = (0.0, 0, Instant::now());
                 }
-                if self.interrupt.load(Ordering::SeqCst) {
+                if interrupted.unwrap_or_else(|| self.interrupt.load(Ordering::SeqCst)) {
                     bar.abandon();
                     let path = self.save_checkpoint()?;
                     tracing::warn!(path = ?path, "interrupted: checkpoint saved");
@@ -419,7 +441,30 @@ impl<B: Backbone> Trainer<B> {
         })
     }
 
+    /// The loss averaged over ranks and whether any rank was interrupted, when data-parallel;
+    /// the loss as it is and `None` (read the flag later) otherwise.
+    fn agree(&self, loss: f32) -> Result<(f32, Option<bool>)> {
+        let Some(comm) = &self.comm else { return Ok((loss, None)) };
+        let flag = if self.interrupt.load(Ordering::SeqCst) { 1.0 } else { 0.0 };
+        let mut values = [loss, flag];
+        comm.all_reduce_sum_f32(&mut values)?;
+        Ok((values[0] / comm.world_size() as f32, Some(values[1] > 0.0)))
+    }
+
     fn save_checkpoint(&mut self) -> Result<Option<std::path::PathBuf>> {
+        if let Some(comm) = &self.comm {
+            self.state.config = self.run_config.clone();
+            return match &self.checkpointer {
+                Some(checkpointer) => save_checkpoint_rank0(
+                    comm.as_ref(),
+                    checkpointer,
+                    &self.varmap,
+                    &self.optimizer,
+                    &self.state,
+                ),
+                None => comm.barrier().map(|()| None),
+            };
+        }
         let Some(checkpointer) = &self.checkpointer else { return Ok(None) };
         self.state.config = self.run_config.clone();
         let path = checkpointer.save(&self.varmap, &self.optimizer, &self.state)?;
@@ -428,6 +473,9 @@ impl<B: Backbone> Trainer<B> {
     }
 
     fn log(&mut self, event: &MetricEvent) -> Result<()> {
+        if self.comm.as_ref().is_some_and(|c| c.rank() != 0) {
+            return Ok(());
+        }
         match &mut self.metrics {
             Some(log) => log.log(event),
             None => Ok(()),
