@@ -178,8 +178,24 @@ fn pack_b(b: View<'_>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f3
             for p in 0..kc {
                 let src = &b.data[(pc + p) * b.rs + jc + jr..][..cols];
                 let d = &mut dst[p * NR..(p + 1) * NR];
-                d[..cols].copy_from_slice(src);
-                d[cols..].fill(0.0);
+                if cols == NR {
+                    // A constant length, so the copy is two vector moves, not a `memcpy` call.
+                    d.copy_from_slice(&src[..NR]);
+                } else {
+                    d[..cols].copy_from_slice(src);
+                    d[cols..].fill(0.0);
+                }
+            }
+        } else if b.rs == 1 && cols == NR && kc >= 8 {
+            // Column-major source, a full panel: 8x8 blocks transposed in registers.
+            let first = (jc + jr) * b.cs + pc;
+            let last = first + (NR - 1) * b.cs + kc;
+            assert!(last <= b.data.len() && dst.len() >= kc * NR, "sgemm: packing out of bounds");
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `sgemm` asserted AVX2; the 16 columns of `kc` values from `first` lie in
+            // `b.data` and `dst` holds `kc * NR` values (both asserted above).
+            unsafe {
+                x86::pack_columns(b.data.as_ptr().add(first), b.cs, kc, dst.as_mut_ptr());
             }
         } else {
             // Column-major source: walk each column contiguously.
@@ -203,12 +219,21 @@ fn pack_b(b: View<'_>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f3
 fn tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, mr: usize, nr: usize, add: bool) {
     assert!(ap.len() >= kc * MR && bp.len() >= kc * NR, "sgemm: packed panels too short");
     assert!(mr <= MR && nr <= NR && mr > 0 && c.len() >= (mr - 1) * c_rs + nr, "sgemm: tile");
+    if mr == MR && nr == NR {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `sgemm` asserted AVX2 and FMA; the panels hold `kc` steps each and `c` holds
+        // `MR` rows of `NR` values at stride `c_rs` (both asserted above).
+        unsafe {
+            x86::micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), c.as_mut_ptr(), c_rs, add);
+        }
+        return;
+    }
+    // An edge tile: compute the full tile aside, then copy or add its valid part.
     let mut acc = [0f32; MR * NR];
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `sgemm` asserted AVX2 and FMA; the panels hold `kc` steps each (asserted above)
-    // and `acc` holds a full tile.
+    // SAFETY: as above; `acc` holds a full tile with row stride `NR`.
     unsafe {
-        x86::micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), acc.as_mut_ptr());
+        x86::micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), acc.as_mut_ptr(), NR, false);
     }
     for i in 0..mr {
         let row = &mut c[i * c_rs..i * c_rs + nr];
@@ -229,13 +254,75 @@ mod x86 {
 
     use super::{MR, NR};
 
-    /// `acc[MR x NR] = sum over p < kc of a[p*MR + i] * b[p*NR + j]`.
+    /// Packs `NR` columns of `kc` contiguous values each (column `j` at `src + j * cs`) into
+    /// `kc` rows of `NR`: `dst[p * NR + j] = src[j * cs + p]`, eight rows at a time through
+    /// 8x8 register transposes.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; `a` and `b` point to `kc * MR` and `kc * NR` floats; `acc`
-    /// to `MR * NR` writable floats.
+    /// The CPU has AVX2; `src` points to `NR` columns of `kc` readable floats at stride `cs`
+    /// and `dst` to `kc * NR` writable floats.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_columns(src: *const f32, cs: usize, kc: usize, dst: *mut f32) {
+        let blocks = kc / 8;
+        for blk in 0..blocks {
+            for half in 0..NR / 8 {
+                // SAFETY: rows `8 blk..8 blk + 8` of columns `8 half..8 half + 8` are in bounds
+                // (caller's contract).
+                unsafe {
+                    let col = |j: usize| _mm256_loadu_ps(src.add((half * 8 + j) * cs + blk * 8));
+                    let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+                    let (c4, c5, c6, c7) = (col(4), col(5), col(6), col(7));
+                    let (t0, t1) = (_mm256_unpacklo_ps(c0, c1), _mm256_unpackhi_ps(c0, c1));
+                    let (t2, t3) = (_mm256_unpacklo_ps(c2, c3), _mm256_unpackhi_ps(c2, c3));
+                    let (t4, t5) = (_mm256_unpacklo_ps(c4, c5), _mm256_unpackhi_ps(c4, c5));
+                    let (t6, t7) = (_mm256_unpacklo_ps(c6, c7), _mm256_unpackhi_ps(c6, c7));
+                    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                    let rows = [
+                        _mm256_permute2f128_ps::<0x20>(u0, u4),
+                        _mm256_permute2f128_ps::<0x20>(u1, u5),
+                        _mm256_permute2f128_ps::<0x20>(u2, u6),
+                        _mm256_permute2f128_ps::<0x20>(u3, u7),
+                        _mm256_permute2f128_ps::<0x31>(u0, u4),
+                        _mm256_permute2f128_ps::<0x31>(u1, u5),
+                        _mm256_permute2f128_ps::<0x31>(u2, u6),
+                        _mm256_permute2f128_ps::<0x31>(u3, u7),
+                    ];
+                    for (q, row) in rows.into_iter().enumerate() {
+                        _mm256_storeu_ps(dst.add((blk * 8 + q) * NR + half * 8), row);
+                    }
+                }
+            }
+        }
+        for p in blocks * 8..kc {
+            for j in 0..NR {
+                // SAFETY: as above, for the remaining rows.
+                unsafe { *dst.add(p * NR + j) = *src.add(j * cs + p) };
+            }
+        }
+    }
+
+    /// `c[i * c_rs + j] (+)= sum over p < kc of a[p*MR + i] * b[p*NR + j]` for the full
+    /// `MR x NR` tile, adding to `c` when `add`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` and `b` point to `kc * MR` and `kc * NR` floats; `c` to
+    /// `MR` rows of `NR` writable floats at stride `c_rs`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn micro_kernel(kc: usize, a: *const f32, b: *const f32, acc: *mut f32) {
+    pub(super) unsafe fn micro_kernel(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c_out: *mut f32,
+        c_rs: usize,
+        add: bool,
+    ) {
         let mut c = [[_mm256_setzero_ps(); 2]; MR];
         let (mut a, mut b) = (a, b);
         for _ in 0..kc {
@@ -253,10 +340,16 @@ mod x86 {
             }
         }
         for (i, ci) in c.iter().enumerate() {
-            // SAFETY: `acc` holds `MR * NR` floats (caller's contract).
+            // SAFETY: row `i` of `c_out` holds `NR` floats (caller's contract).
             unsafe {
-                _mm256_storeu_ps(acc.add(i * NR), ci[0]);
-                _mm256_storeu_ps(acc.add(i * NR + 8), ci[1]);
+                let row = c_out.add(i * c_rs);
+                let (mut lo, mut hi) = (ci[0], ci[1]);
+                if add {
+                    lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
+                    hi = _mm256_add_ps(hi, _mm256_loadu_ps(row.add(8)));
+                }
+                _mm256_storeu_ps(row, lo);
+                _mm256_storeu_ps(row.add(8), hi);
             }
         }
     }
