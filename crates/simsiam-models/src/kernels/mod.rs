@@ -8,11 +8,13 @@
 //! The kernels run for `f32` and `f64` tensors on the CPU; the functions fall back to candle's
 //! stock ops for other dtypes and devices, so CUDA and Metal builds behave as before.
 
+mod allocator;
 mod batch_norm;
 mod conv;
 mod gemm;
 mod sgemm;
 
+pub use allocator::keep_freed_memory;
 pub use batch_norm::{BatchNormStats, batch_norm_train};
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
 
