@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod gpu_check;
 mod pretrain_cifar;
 
 use std::path::{Path, PathBuf};
@@ -24,12 +25,13 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("download-cifar") => pretrain_cifar::download(&args[1..]),
+        Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("pretrain-cifar") => pretrain_cifar::pretrain(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}{}", bench::USAGE);
+            print!("{USAGE}{}{}", gpu_check::USAGE, bench::USAGE);
             Ok(())
         }
-        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}", bench::USAGE),
+        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}{}", gpu_check::USAGE, bench::USAGE),
     }
 }
 

@@ -2,10 +2,11 @@
 //! and Section 4.4), with Lightly's `SimSiamProjectionHead` and `SimSiamPredictionHead`
 //! parameter names (`layers.0.weight`, `layers.1.running_mean`, ...).
 
-use candle::{Module, ModuleT, Result, Tensor};
+use candle::{ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::layers::{BatchNorm, batch_norm, linear};
+use crate::Precision;
+use crate::layers::{BatchNorm, batch_norm, linear, linear_forward};
 
 /// The projection MLP: `num_layers` fully connected layers without bias, each followed by BN;
 /// ReLU after all but the last. The paper's last BN has no affine parameters; Lightly's CIFAR
@@ -22,6 +23,8 @@ pub struct ProjectionHeadConfig {
     pub num_layers: usize,
     /// Whether the last BN learns a scale and shift (`false` in the paper).
     pub last_bn_affine: bool,
+    /// The dtype of the matrix products (`f32` by default).
+    pub precision: Precision,
 }
 
 impl ProjectionHeadConfig {
@@ -34,7 +37,20 @@ impl ProjectionHeadConfig {
     /// Three layers `input_dim -> hidden_dim -> hidden_dim -> output_dim`, last BN without
     /// affine, as `SimSiamProjectionHead(input_dim, hidden_dim, output_dim)`.
     pub fn new(input_dim: usize, hidden_dim: usize, output_dim: usize) -> Self {
-        Self { input_dim, hidden_dim, output_dim, num_layers: 3, last_bn_affine: false }
+        Self {
+            input_dim,
+            hidden_dim,
+            output_dim,
+            num_layers: 3,
+            last_bn_affine: false,
+            precision: Precision::F32,
+        }
+    }
+
+    /// The same head with its matrix products in `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// Builds the head through `vb`.
@@ -53,7 +69,7 @@ impl ProjectionHeadConfig {
             let bn = batch_norm(fan_out, !last || self.last_bn_affine, vb.pp(3 * i + 1))?;
             layers.push((fc, bn));
         }
-        Ok(ProjectionHead { layers })
+        Ok(ProjectionHead { layers, precision: self.precision })
     }
 }
 
@@ -61,6 +77,7 @@ impl ProjectionHeadConfig {
 #[derive(Debug, Clone)]
 pub struct ProjectionHead {
     layers: Vec<(Linear, BatchNorm)>,
+    precision: Precision,
 }
 
 impl ModuleT for ProjectionHead {
@@ -71,7 +88,7 @@ impl ModuleT for ProjectionHead {
         let last = self.layers.len() - 1;
         let mut x = x.clone();
         for (i, (fc, bn)) in self.layers.iter().enumerate() {
-            let h = fc.forward(&x)?;
+            let h = linear_forward(fc, &x, self.precision)?;
             x = if i != last { bn.forward_relu_t(&h, train)? } else { bn.forward_t(&h, train)? };
         }
         Ok(x)
@@ -88,6 +105,8 @@ pub struct PredictionHeadConfig {
     pub hidden_dim: usize,
     /// Output features, `p`.
     pub output_dim: usize,
+    /// The dtype of the matrix products (`f32` by default).
+    pub precision: Precision,
 }
 
 impl PredictionHeadConfig {
@@ -98,7 +117,13 @@ impl PredictionHeadConfig {
 
     /// `input_dim -> hidden_dim -> output_dim`.
     pub fn new(input_dim: usize, hidden_dim: usize, output_dim: usize) -> Self {
-        Self { input_dim, hidden_dim, output_dim }
+        Self { input_dim, hidden_dim, output_dim, precision: Precision::F32 }
+    }
+
+    /// The same head with its matrix products in `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// Builds the head through `vb`.
@@ -111,6 +136,7 @@ impl PredictionHeadConfig {
             fc1: linear(self.input_dim, self.hidden_dim, false, vb.pp(0))?,
             bn1: batch_norm(self.hidden_dim, true, vb.pp(1))?,
             fc2: linear(self.hidden_dim, self.output_dim, true, vb.pp(3))?,
+            precision: self.precision,
         })
     }
 }
@@ -121,6 +147,7 @@ pub struct PredictionHead {
     fc1: Linear,
     bn1: BatchNorm,
     fc2: Linear,
+    precision: Precision,
 }
 
 impl ModuleT for PredictionHead {
@@ -128,7 +155,7 @@ impl ModuleT for PredictionHead {
     /// - `x`: `[batch, input_dim]`
     /// - returns `[batch, output_dim]`
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_relu_t(&self.fc1.forward(x)?, train)?;
-        self.fc2.forward(&h)
+        let h = self.bn1.forward_relu_t(&linear_forward(&self.fc1, x, self.precision)?, train)?;
+        linear_forward(&self.fc2, &h, self.precision)
     }
 }

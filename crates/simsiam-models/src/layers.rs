@@ -1,10 +1,11 @@
 //! The layers the models share, with PyTorch's default initialisations: a bias-free
 //! convolution and a batch norm on our own kernels ([`crate::kernels`]), and builders.
 
-use candle::{Module, ModuleT, Result, Tensor, Var};
+use candle::{DType, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, Linear, VarBuilder};
 
+use crate::Precision;
 use crate::kernels::{self, Conv2dParams};
 
 /// A bias-free 2-D convolution with one group and no dilation, as the ResNets use.
@@ -12,12 +13,20 @@ use crate::kernels::{self, Conv2dParams};
 pub struct Conv2d {
     weight: Tensor,
     params: Conv2dParams,
+    precision: Precision,
 }
 
 impl Conv2d {
     /// A convolution with `weight: [out, in, kh, kw]`.
     pub fn new(weight: Tensor, stride: usize, padding: usize) -> Self {
-        Self { weight, params: Conv2dParams { stride, padding } }
+        Self { weight, params: Conv2dParams { stride, padding }, precision: Precision::F32 }
+    }
+
+    /// The same convolution computing in `precision`; with `bf16` the output is `bf16` too,
+    /// for the following batch norm to take back to `f32`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// The kernel, `[out, in, kh, kw]`.
@@ -36,7 +45,18 @@ impl Module for Conv2d {
     /// - `x`: `[batch, in, h, w]`
     /// - returns `[batch, out, (h + 2p - kh) / s + 1, (w + 2p - kw) / s + 1]`
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        kernels::conv2d(x, &self.weight, self.params)
+        match self.precision {
+            Precision::F32 => kernels::conv2d(x, &self.weight, self.params),
+            p => {
+                let (x, w) = (p.cast(x)?, p.cast(&self.weight)?);
+                if x.device().is_cpu() {
+                    // candle's CPU conv2d has no bf16: the same rounding, products in f32.
+                    let y = kernels::conv2d(&x.to_dtype(DType::F32)?, &w.to_dtype(DType::F32)?, self.params)?;
+                    return y.to_dtype(x.dtype());
+                }
+                kernels::conv2d(&x, &w, self.params)
+            }
+        }
     }
 }
 
@@ -106,7 +126,14 @@ impl BatchNorm {
         if train { self.forward_train(x, true) } else { self.forward_eval(x)?.relu() }
     }
 
+    /// `x` in the statistics' dtype: a `bf16` convolution output normalises in `f32`.
+    fn input(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = self.running_mean.dtype();
+        if x.dtype() == dtype { Ok(x.clone()) } else { x.to_dtype(dtype) }
+    }
+
     fn forward_train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let x = &self.input(x)?;
         let wb = self.weight_and_bias.as_ref().map(|(w, b)| (w, b));
         let (y, stats) = kernels::batch_norm_train(x, wb, self.eps, relu)?;
         let m = self.momentum;
@@ -119,6 +146,7 @@ impl BatchNorm {
     }
 
     fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        let x = &self.input(x)?;
         let mut shape = vec![1; x.rank()];
         shape[1] = x.dim(1)?;
         let mean = self.running_mean.as_detached_tensor().reshape(shape.as_slice())?;
@@ -169,6 +197,22 @@ pub(crate) fn linear(in_features: usize, out_features: usize, bias: bool, vb: Va
     let weight = vb.get_with_hints((out_features, in_features), "weight", init)?;
     let bias = if bias { Some(vb.get_with_hints(out_features, "bias", init)?) } else { None };
     Ok(Linear::new(weight, bias))
+}
+
+/// `fc(x)`, the product in `precision` and the result in `x`'s dtype (the bias added in it).
+///
+/// # Shapes
+/// - `x`: `[batch, in]`
+/// - returns `[batch, out]`
+pub(crate) fn linear_forward(fc: &Linear, x: &Tensor, precision: Precision) -> Result<Tensor> {
+    if precision == Precision::F32 {
+        return fc.forward(x);
+    }
+    let y = precision.cast(x)?.matmul(&precision.cast(fc.weight())?.t()?)?.to_dtype(x.dtype())?;
+    match fc.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
 }
 
 /// PyTorch's `BatchNorm1d`/`BatchNorm2d` (eps 1e-5, momentum 0.1), weight 1 and bias 0. Its

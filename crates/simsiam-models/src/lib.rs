@@ -47,6 +47,7 @@ mod init;
 pub mod kernels;
 mod layers;
 mod max_pool;
+mod precision;
 mod resnet;
 mod simsiam;
 
@@ -55,6 +56,7 @@ pub use heads::{PredictionHead, PredictionHeadConfig, ProjectionHead, Projection
 pub use init::seeded_var_builder;
 pub use layers::{BatchNorm, Conv2d};
 pub use max_pool::{MaxPool2dConfig, max_pool2d};
+pub use precision::Precision;
 pub use resnet::{Block, ResNet, ResNetConfig, Stem};
 pub use simsiam::{SimSiam, TwoViewOutput, ViewOutput};
 

@@ -3,9 +3,10 @@
 //! Candle's `max_pool2d` has no padding and refuses the backward pass when the kernel differs
 //! from the stride, so the ImageNet stem's 3x3, stride 2, padding 1 pool needs its own op.
 //! It follows PyTorch's `nn.MaxPool2d` (`ceil_mode=False`, `dilation=1`): padding is -inf, the
-//! gradient goes to the first maximum of each window in row-major order.
+//! gradient goes to the first maximum of each window in row-major order. On CUDA (feature
+//! `cuda`) both directions run as our own kernels in `f32` (`kernels::cuda`).
 
-use candle::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// The window of a 2-D max-pool, square for kernel, stride and padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,10 @@ impl MaxPool2dConfig {
 /// - returns `[batch, channels, (h + 2p - k) / s + 1, (w + 2p - k) / s + 1]`
 pub fn max_pool2d(x: &Tensor, config: MaxPool2dConfig) -> Result<Tensor> {
     x.dims4()?;
+    if x.device().is_cuda() && x.dtype() != DType::F32 {
+        // The CUDA kernels are f32 only; a max of bf16/f16 values is exact in f32.
+        return max_pool2d(&x.to_dtype(DType::F32)?, config)?.to_dtype(x.dtype());
+    }
     x.contiguous()?.apply_op1(MaxPool2d(config))
 }
 
@@ -53,6 +58,12 @@ impl Geometry {
     fn new(shape: &Shape, c: MaxPool2dConfig) -> Result<Self> {
         let (n, ch, h, w) = shape.dims4()?;
         Ok(Self { planes: n * ch, h, w, oh: c.out_len(h)?, ow: c.out_len(w)? })
+    }
+
+    /// `(planes, h, w, oh, ow)`, for the CUDA kernels.
+    #[cfg(feature = "cuda")]
+    fn dims(&self) -> (usize, usize, usize, usize, usize) {
+        (self.planes, self.h, self.w, self.oh, self.ow)
     }
 
     /// The index in the plane of the first maximum of output cell (oy, ox).
@@ -127,6 +138,18 @@ impl CustomOp1 for MaxPool2d {
         Ok((out, shape))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let g = Geometry::new(layout.shape(), self.0)?;
+        let (n, ch, _, _) = layout.shape().dims4()?;
+        let out = crate::kernels::cuda::max_pool_fwd(storage, layout, self.0, g.dims())?;
+        Ok((out, Shape::from((n, ch, g.oh, g.ow))))
+    }
+
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let grad = arg.apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPool2dBackward(self.0))?;
         Ok(Some(grad))
@@ -168,6 +191,22 @@ impl CustomOp2 for MaxPool2dBackward {
             )),
             _ => candle::bail!("max_pool2d backward: only matching f32 or f64 inputs are supported"),
         };
+        Ok((out, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let g = Geometry::new(l1.shape(), self.0)?;
+        if l2.shape().elem_count() != g.planes * g.oh * g.ow {
+            candle::bail!("max_pool2d backward: gradient shape {:?} does not match", l2.shape());
+        }
+        let out = crate::kernels::cuda::max_pool_bwd(s1, l1, s2, l2, self.0, g.dims())?;
         Ok((out, l1.shape().clone()))
     }
 }

@@ -4,9 +4,9 @@
 use candle::{D, Module, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::Backbone;
 use crate::layers::{BatchNorm, Conv2d, batch_norm, conv2d, zero_batch_norm};
 use crate::max_pool::{MaxPool2dConfig, max_pool2d};
+use crate::{Backbone, Precision};
 
 /// The residual block family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct ResNetConfig {
     pub in_channels: usize,
     /// Start each block's last BN weight at zero, as torchvision's `zero_init_residual`.
     pub zero_init_residual: bool,
+    /// The dtype of the convolutions (`f32` by default; batch norms stay `f32`).
+    pub precision: Precision,
 }
 
 impl ResNetConfig {
@@ -72,7 +74,21 @@ impl ResNetConfig {
     }
 
     fn new(block: Block, layers: [usize; 4], stem: Stem) -> Self {
-        Self { block, layers, stem, width: 64, in_channels: 3, zero_init_residual: false }
+        Self {
+            block,
+            layers,
+            stem,
+            width: 64,
+            in_channels: 3,
+            zero_init_residual: false,
+            precision: Precision::F32,
+        }
+    }
+
+    /// The same network with its convolutions in `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// The same network with `width` channels in the first stage (64 by default): a narrower
@@ -103,7 +119,8 @@ impl ResNetConfig {
         let conv1 = match self.stem {
             Stem::ImageNet => conv2d(self.in_channels, w, 7, 2, 3, vb.pp("conv1"))?,
             Stem::Cifar => conv2d(self.in_channels, w, 3, 1, 1, vb.pp("conv1"))?,
-        };
+        }
+        .with_precision(self.precision);
         let bn1 = batch_norm(w, true, vb.pp("bn1"))?;
         let mut in_channels = w;
         let mut stages = Vec::with_capacity(4);
@@ -202,7 +219,8 @@ impl ResidualBlock {
         let last = shapes.len() - 1;
         let mut convs = Vec::with_capacity(shapes.len());
         for (i, (cin, cout, k, s, p)) in shapes.into_iter().enumerate() {
-            let conv = conv2d(cin, cout, k, s, p, vb.pp(format!("conv{}", i + 1)))?;
+            let conv =
+                conv2d(cin, cout, k, s, p, vb.pp(format!("conv{}", i + 1)))?.with_precision(config.precision);
             let bn_vb = vb.pp(format!("bn{}", i + 1));
             let bn = if i == last && config.zero_init_residual {
                 zero_batch_norm(cout, bn_vb)?
@@ -213,7 +231,8 @@ impl ResidualBlock {
         }
         let downsample = if stride != 1 || in_channels != out_channels {
             let vb = vb.pp("downsample");
-            let conv = conv2d(in_channels, out_channels, 1, stride, 0, vb.pp("0"))?;
+            let conv =
+                conv2d(in_channels, out_channels, 1, stride, 0, vb.pp("0"))?.with_precision(config.precision);
             Some((conv, batch_norm(out_channels, true, vb.pp("1"))?))
         } else {
             None

@@ -136,6 +136,7 @@ fn resnet18_cifar_stem_step_matches_pytorch() -> Result<()> {
             output_dim: 24,
             num_layers: 2,
             last_bn_affine: true,
+            precision: Default::default(),
         },
         prediction: PredictionHeadConfig::new(24, 12, 24),
     })

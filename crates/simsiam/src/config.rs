@@ -113,6 +113,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `metal`.
     pub device: String,
+    /// `auto` (bf16 on CUDA, f32 elsewhere), `f32` or `bf16`: the dtype of convolutions and
+    /// matrix products; weights, optimiser state, batch-norm statistics and the loss stay f32.
+    #[serde(default = "auto")]
+    pub precision: String,
     /// Where checkpoints, metrics and figures go.
     pub output_dir: PathBuf,
     /// Steps between log lines.
@@ -127,6 +131,11 @@ pub struct TrainConfig {
     pub knn_k: usize,
     /// kNN temperature.
     pub knn_t: f64,
+}
+
+/// `train.precision`'s default, for config files written before it existed.
+fn auto() -> String {
+    "auto".into()
 }
 
 /// The named presets.
@@ -220,6 +229,7 @@ impl RunConfig {
                 schedule: "epoch".into(),
                 seed: 0,
                 device: "cpu".into(),
+                precision: "auto".into(),
                 output_dir: "runs/lightly-example".into(),
                 log_every: 20,
                 checkpoint_every: 1,
@@ -283,6 +293,7 @@ impl RunConfig {
         one_of("stem", &self.model.stem, &["imagenet", "cifar"])?;
         one_of("loss", &self.model.loss, &["negative_cosine", "symmetrized_cross_entropy"])?;
         one_of("schedule", &self.train.schedule, &["epoch", "iteration"])?;
+        one_of("precision", &self.train.precision, &["auto", "f32", "bf16"])?;
         let device = self.train.device.as_str();
         let cuda_n = device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
         if !cuda_n {

@@ -5,11 +5,13 @@
 //!   `cifar10-paper`, `satellite`) and `section.key=value` overrides.
 //! - [`run`]: datasets, loaders, model and loss from a config.
 //! - [`pretrain::pretrain`]: a whole run with checkpoints, metrics and the kNN monitor.
+//! - [`launch`]: `simsiam pretrain --gpus N`, one process per GPU over NCCL.
 //! - [`figures`]: training curves, nearest-neighbour grids and embedding scatter plots as PNG.
 
 pub mod config;
 pub mod evaluate;
 pub mod figures;
+pub mod launch;
 pub mod pretrain;
 pub mod run;
 

@@ -10,7 +10,7 @@ use simsiam::config::{PRESETS, RunConfig};
 use simsiam::figures::embeddings::EmbeddedImages;
 use simsiam::figures::neighbors::{CosineIndex, NEIGHBORS};
 use simsiam::figures::{self, EmbeddingTable, NeighborsOptions, PlotOptions, Query, ScatterOptions};
-use simsiam::{evaluate, pretrain};
+use simsiam::{evaluate, launch, pretrain};
 use simsiam_train::LinearEvalConfig;
 
 #[derive(Parser)]
@@ -29,6 +29,9 @@ enum Command {
         /// Continue from the newest checkpoint in the output directory.
         #[arg(long)]
         resume: bool,
+        /// Train data-parallel on this many GPUs, one process each over NCCL (`nccl` feature).
+        #[arg(long, default_value_t = 1)]
+        gpus: usize,
     },
     /// Evaluate a checkpoint's backbone.
     #[command(subcommand)]
@@ -321,9 +324,23 @@ impl ConfigArgs {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Pretrain { config, resume } => {
+        Command::Pretrain { config, resume, gpus } => {
             let run = config.load()?;
-            eprintln!("# simsiam {} configuration\n{}", env!("CARGO_PKG_VERSION"), run.to_toml()?);
+            if gpus > 1 {
+                if launch::Rank::from_env()?.is_some() {
+                    bail!("--gpus inside a launched rank");
+                }
+                if !cfg!(feature = "nccl") {
+                    bail!("--gpus {gpus} needs a build with the `nccl` feature");
+                }
+                run.validate()?;
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                launch::launch(gpus, &launch::rank_args(&args), &run.train.output_dir)?;
+                return Ok(());
+            }
+            if launch::Rank::from_env()?.is_none_or(|r| r.rank == 0) {
+                eprintln!("# simsiam {} configuration\n{}", env!("CARGO_PKG_VERSION"), run.to_toml()?);
+            }
             pretrain::pretrain(&run, resume)?;
         }
         Command::Eval(EvalCommand::Knn { checkpoint }) => {
@@ -402,6 +419,9 @@ fn run(cli: Cli) -> Result<()> {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIMSIAM_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Training reallocates the same large buffers every step: keep freed memory for reuse
+    // (docs/performance-step.md measures it; `SIMSIAM_MALLOC_TUNING=0` turns it off).
+    simsiam_models::kernels::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,24 +1,31 @@
 //! `simsiam pretrain`: the whole run, from the config to the final kNN accuracy.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
+use candle::Device;
+use simsiam_train::distributed::{Communicator, ShardedBatches};
 use simsiam_train::{
     Checkpointer, KnnConfig, MetricsLog, ScheduleStep, TrainError, TrainSummary, Trainer, TrainerConfig,
-    atomic_write, knn_monitor, save_weights,
+    TwoViewBatches, atomic_write, knn_monitor, save_weights,
 };
 
 use crate::config::RunConfig;
 use crate::figures::{self, PlotOptions};
+use crate::launch::Rank;
 use crate::run::{OutputPaths, build_model, device, eval_loader, loss, open_datasets, train_loader};
 
 /// Trains as configured, resuming from the newest checkpoint when `resume` is set.
 ///
 /// Refuses to start over a run directory that already holds checkpoints unless resuming, so
-/// nothing is overwritten.
+/// nothing is overwritten. Inside a group started by `simsiam pretrain --gpus N`
+/// ([`crate::launch`]) it trains as one rank on `cuda:RANK`; only rank 0 writes files.
 pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     run.validate()?;
-    let device = device(&run.train.device)?;
+    let rank = Rank::from_env()?;
+    let primary = rank.as_ref().is_none_or(|r| r.rank == 0);
+    let device = device(&rank.as_ref().map_or_else(|| run.train.device.clone(), Rank::device))?;
     let out = OutputPaths::new(&run.train.output_dir);
     let existing = out.checkpoints.is_dir() && Checkpointer::new(&out.checkpoints, 1)?.latest()?.is_some();
     if existing && !resume {
@@ -61,9 +68,14 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     let run_json = serde_json::to_value(run).context("cannot store the config")?;
     std::fs::create_dir_all(&out.dir).with_context(|| format!("cannot create {}", out.dir.display()))?;
     let mut trainer = Trainer::new(model, varmap, loss(&run.model)?, config, run_json)?
-        .with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?)
-        .with_metrics(MetricsLog::append(&out.metrics)?);
-    if let (Some(test), Some(classes)) = (&data.test, data.classes) {
+        .with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?);
+    if primary {
+        trainer = trainer.with_metrics(MetricsLog::append(&out.metrics)?);
+    }
+    if let Some(r) = &rank {
+        trainer = trainer.with_communicator(communicator(r, &device)?);
+    }
+    if let (true, Some(test), Some(classes)) = (primary, &data.test, data.classes) {
         let knn = KnnConfig { k: t.knn_k, temperature: t.knn_t, ..KnnConfig::default() };
         let bank = eval_loader(run, data.train.clone(), &device)?;
         let queries = eval_loader(run, test.clone(), &device)?;
@@ -75,26 +87,37 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
             None => eprintln!("no checkpoint in {}: starting a new run", out.checkpoints.display()),
         }
     }
-    atomic_write(&out.config, run.to_toml()?.as_bytes())?;
+    if primary {
+        atomic_write(&out.config, run.to_toml()?.as_bytes())?;
+    }
     let flag = trainer.interrupt_flag();
     // Only the first handler of a process can be set; a second run in-process keeps it.
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
 
+    let batches = loader.batches_per_epoch();
+    // Each rank keeps its rows of every global batch (seed-derived, the same on every rank).
+    let source: Box<dyn TwoViewBatches> = match &rank {
+        Some(r) => Box::new(ShardedBatches::new(loader, r.rank, r.world)?),
+        None => Box::new(loader),
+    };
     let images = data.train.len();
     let epochs_left = run.train.epochs.saturating_sub(trainer.state().epoch);
     eprintln!(
         "pretraining on {images} images, {epochs_left} epoch(s) left, {} batches of {} per epoch, lr {:.4}, output {}",
-        loader.batches_per_epoch(),
+        batches,
         run.train.batch_size,
         run.lr(),
         out.dir.display()
     );
-    let summary = match trainer.fit(&loader) {
+    let summary = match trainer.fit(source.as_ref()) {
         Err(TrainError::Interrupted { epoch, step }) => {
             bail!("interrupted at epoch {epoch}, step {step}; the checkpoint is saved: rerun with --resume")
         }
         other => other?,
     };
+    if !primary {
+        return Ok(summary);
+    }
     save_weights(trainer.varmap(), &out.weights)?;
     // The run is saved by now: a figure that cannot be drawn is a warning, not a failure.
     let plot = match draw_plot(&out) {
@@ -115,6 +138,26 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         out.metrics.display()
     );
     Ok(summary)
+}
+
+/// Rank `r`'s NCCL communicator: rank 0 makes the group's id and publishes it in the run
+/// directory, the others read it.
+#[cfg(feature = "nccl")]
+fn communicator(r: &Rank, device: &Device) -> Result<Arc<dyn Communicator>> {
+    use simsiam_train::distributed::{NcclCommunicator, NcclId};
+    let id = if r.rank == 0 {
+        let id = NcclId::new()?;
+        crate::launch::publish_id(&r.id_file, &id.to_bytes())?;
+        id
+    } else {
+        NcclId::from_bytes(&crate::launch::read_id(&r.id_file, std::time::Duration::from_secs(300))?)?
+    };
+    Ok(Arc::new(NcclCommunicator::new(device, r.rank, r.world, id)?))
+}
+
+#[cfg(not(feature = "nccl"))]
+fn communicator(r: &Rank, _: &Device) -> Result<Arc<dyn Communicator>> {
+    bail!("rank {} of {}: this build has no `nccl` feature", r.rank, r.world)
 }
 
 /// `simsiam plot` of the run's metrics into its directory.

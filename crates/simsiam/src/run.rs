@@ -13,7 +13,8 @@ use simsiam_data::{
 };
 use simsiam_loss::{NegativeCosineSimilarity, Similarity, SymmetrizedCrossEntropy};
 use simsiam_models::{
-    PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem, seeded_var_builder,
+    Precision, PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem,
+    seeded_var_builder,
 };
 
 use crate::config::{AugmentConfig, DataConfig, ModelConfig, RunConfig};
@@ -33,6 +34,16 @@ pub fn device(name: &str) -> Result<Device> {
         },
     };
     Ok(device)
+}
+
+/// `train.precision` on `device`: `auto` is bf16 on CUDA and f32 elsewhere.
+pub fn precision(name: &str, device: &Device) -> Result<Precision> {
+    match name {
+        "auto" if device.is_cuda() => Ok(Precision::Bf16),
+        "auto" => Ok(Precision::F32),
+        other => Precision::parse(other)
+            .with_context(|| format!("unknown precision `{other}`: use auto, f32 or bf16")),
+    }
 }
 
 /// The training images, and the test images and class count when the dataset has them.
@@ -168,7 +179,8 @@ pub fn build_model(run: &RunConfig, device: &Device) -> Result<(SimSiam<ResNet>,
     let m = &run.model;
     let varmap = VarMap::new();
     let vb = seeded_var_builder(&varmap, run.train.seed, DType::F32, device);
-    let resnet = resnet_config(m)?;
+    let p = precision(&run.train.precision, device)?;
+    let resnet = resnet_config(m)?.with_precision(p);
     let backbone = resnet.init(vb.pp("backbone")).context("invalid backbone settings")?;
     let projection = ProjectionHeadConfig {
         input_dim: resnet.feature_dim(),
@@ -176,8 +188,10 @@ pub fn build_model(run: &RunConfig, device: &Device) -> Result<(SimSiam<ResNet>,
         output_dim: m.proj_output_dim,
         num_layers: m.proj_layers,
         last_bn_affine: m.proj_last_bn_affine,
+        precision: p,
     };
-    let prediction = PredictionHeadConfig::new(m.proj_output_dim, m.pred_hidden_dim, m.proj_output_dim);
+    let prediction =
+        PredictionHeadConfig::new(m.proj_output_dim, m.pred_hidden_dim, m.proj_output_dim).with_precision(p);
     let model = SimSiam::new(backbone, &projection, &prediction, vb).context("invalid head settings")?;
     Ok((model, varmap))
 }

@@ -61,7 +61,10 @@ pub fn batch_norm_train(
     }
     let fast = on_fast_path(x)
         && weight_and_bias.is_none_or(|(w, b)| {
-            w.dtype() == x.dtype() && b.dtype() == x.dtype() && w.device().is_cpu() && b.device().is_cpu()
+            w.dtype() == x.dtype()
+                && b.dtype() == x.dtype()
+                && w.device().same_device(x.device())
+                && b.device().same_device(x.device())
         });
     if !fast {
         return stock(x, weight_and_bias, eps, relu);
@@ -357,6 +360,17 @@ impl CustomOp1 for BatchNormOp {
         Ok((self.run(s, l, None)?, l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle::CudaStorage, l: &Layout) -> Result<(candle::CudaStorage, Shape)> {
+        let d = Dims::new(l.shape());
+        let (y, [mean, var, invstd, mean_t, scale, shift]) =
+            super::cuda::batch_norm_fwd(s, l, None, (d.n, d.c, d.s), self.eps, self.relu)?;
+        if self.saved.set(Saved { mean, var, invstd, mean_t, scale, shift }).is_err() {
+            candle::bail!("simsiam-batch-norm: an op instance runs once");
+        }
+        Ok((y, l.shape().clone()))
+    }
+
     fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(self.grads(x, dy)?.0))
     }
@@ -377,6 +391,26 @@ impl CustomOp3 for BatchNormOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         Ok((self.run(s1, l1, Some((s2, l2, s3, l3)))?, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+        s3: &candle::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let d = Dims::new(l1.shape());
+        let wb = Some((s2, l2, s3, l3));
+        let (y, [mean, var, invstd, mean_t, scale, shift]) =
+            super::cuda::batch_norm_fwd(s1, l1, wb, (d.n, d.c, d.s), self.eps, self.relu)?;
+        if self.saved.set(Saved { mean, var, invstd, mean_t, scale, shift }).is_err() {
+            candle::bail!("simsiam-batch-norm: an op instance runs once");
+        }
+        Ok((y, l1.shape().clone()))
     }
 
     fn bwd(
@@ -434,6 +468,26 @@ impl CustomOp2 for BatchNormBackward {
             )),
             s => candle::bail!("{name}: unsupported dtype {:?}", s.dtype()),
         };
+        Ok((out, Shape::from(l1.shape().elem_count() + 2 * d.c)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle::CudaStorage,
+        l1: &Layout,
+        s2: &candle::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle::CudaStorage, Shape)> {
+        let name = self.name();
+        let s =
+            self.saved.get().ok_or_else(|| candle::Error::Msg(format!("{name}: no forward statistics")))?;
+        if l1.shape() != l2.shape() {
+            candle::bail!("{name}: input {:?} and gradient {:?} differ", l1.shape(), l2.shape());
+        }
+        let d = Dims::new(l1.shape());
+        let stats = [&s.mean[..], &s.var, &s.invstd, &s.mean_t, &s.scale, &s.shift];
+        let out = super::cuda::batch_norm_bwd(s1, l1, s2, l2, stats, (d.n, d.c, d.s), self.relu)?;
         Ok((out, Shape::from(l1.shape().elem_count() + 2 * d.c)))
     }
 }

@@ -38,7 +38,9 @@ pub struct Conv2dParams {
 /// - `weight`: `[out, in, kh, kw]`
 /// - returns `[batch, out, (h + 2p - kh) / s + 1, (w + 2p - kw) / s + 1]`
 pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
-    if on_fast_path(x) && weight.device().is_cpu() && weight.dtype() == x.dtype() {
+    // CUDA goes to candle's conv2d (cuDNN with the `cudnn` feature): candle's storage-level
+    // convolutions take parameters that only candle can build, so no `cuda_fwd` here.
+    if x.device().is_cpu() && on_fast_path(x) && weight.device().is_cpu() && weight.dtype() == x.dtype() {
         Geometry::new(x.dims4()?, weight.dims4()?, params)?;
         x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp(params))
     } else {
@@ -58,6 +60,17 @@ pub fn conv2d_input_grad(
     params: Conv2dParams,
     (h, w): (usize, usize),
 ) -> Result<Tensor> {
+    if !dy.device().is_cpu() {
+        // candle's own formula (its conv2d backward): a transposed convolution.
+        let (_, _, kh, kw) = weight.dims4()?;
+        let (_, _, oh, ow) = dy.dims4()?;
+        let (s, p) = (params.stride, params.padding);
+        // One output padding for both axes: the larger, then cut to h x w.
+        let pad_h = (h + 2 * p).saturating_sub((oh.max(1) - 1) * s + kh);
+        let pad_w = (w + 2 * p).saturating_sub((ow.max(1) - 1) * s + kw);
+        let dx = dy.conv_transpose2d(weight, p, pad_h.max(pad_w), s, 1)?;
+        return dx.narrow(2, 0, h)?.narrow(3, 0, w);
+    }
     dy.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &ConvInputGrad { params, h, w })
 }
 
@@ -73,6 +86,12 @@ pub fn conv2d_weight_grad(
     params: Conv2dParams,
     (kh, kw): (usize, usize),
 ) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        // candle's own formula (its conv2d backward): a convolution over the batch axis.
+        let (s, p) = (params.stride, params.padding);
+        let g = x.transpose(0, 1)?.conv2d(&dy.transpose(0, 1)?, p, 1, s, 1)?.transpose(0, 1)?;
+        return g.narrow(2, 0, kh)?.narrow(3, 0, kw);
+    }
     x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &ConvWeightGrad { params, kh, kw })
 }
 

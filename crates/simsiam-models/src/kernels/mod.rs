@@ -5,12 +5,16 @@
 //! - [`batch_norm_train`]: training-mode batch normalisation (statistics, normalisation,
 //!   affine and an optional ReLU) as one op per direction.
 //!
-//! The kernels run for `f32` and `f64` tensors on the CPU; the functions fall back to candle's
-//! stock ops for other dtypes and devices, so CUDA and Metal builds behave as before.
+//! The kernels run for `f32` and `f64` tensors on the CPU. With the `cuda` feature, batch norm
+//! (and `max_pool2d`) run our own CUDA kernels on `f32` CUDA tensors ([`cuda`], compiled with
+//! NVRTC at first use) and the convolutions go to candle's CUDA conv2d (cuDNN with `cudnn`).
+//! Other dtypes and devices fall back to candle's stock ops.
 
 mod allocator;
 mod batch_norm;
 mod conv;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod gemm;
 mod sgemm;
 
@@ -63,13 +67,16 @@ impl Float for f64 {
     }
 }
 
-/// Whether `t` can go through our CPU kernels: an f32 or f64 tensor on the CPU, unless the
-/// environment variable `SIMSIAM_STOCK_KERNELS` is `1` (read once), which sends everything
-/// through candle's stock ops for comparison.
+/// Whether `t` can go through our kernels: an f32 or f64 tensor on the CPU, or an f32 tensor
+/// on a CUDA device (with the `cuda` feature), unless the environment variable
+/// `SIMSIAM_STOCK_KERNELS` is `1` (read once), which sends everything through candle's stock
+/// ops for comparison.
 pub(crate) fn on_fast_path(t: &Tensor) -> bool {
     static STOCK: OnceLock<bool> = OnceLock::new();
     let stock = *STOCK.get_or_init(|| std::env::var("SIMSIAM_STOCK_KERNELS").is_ok_and(|v| v == "1"));
-    !stock && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+    let cpu = t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64);
+    let cuda = cfg!(feature = "cuda") && t.device().is_cuda() && t.dtype() == DType::F32;
+    !stock && (cpu || cuda)
 }
 
 /// The contiguous elements of a tensor's storage, or an error naming the op and operand.
