@@ -13,12 +13,14 @@
 
 use std::time::Instant;
 
-use candle::{DType, Device, Result, Tensor};
+use candle::{Device, Result, Tensor};
 use candle_nn::VarMap;
 use simsiam_loss::{NegativeCosineSimilarity, symmetric_loss};
-use simsiam_models::{
-    PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem, seeded_var_builder,
-};
+use simsiam_models::{Precision, ResNet, SimSiam};
+
+#[path = "common/bench_models.rs"]
+mod bench_models;
+use bench_models::build;
 
 struct Args {
     model: String,
@@ -42,27 +44,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-fn build(name: &str, varmap: &VarMap) -> Result<SimSiam<ResNet>> {
-    let vb = seeded_var_builder(varmap, 0, DType::F32, &Device::Cpu);
-    let (stem, projection, prediction) = match name {
-        // Lightly's CIFAR example: torchvision's resnet18, heads 512-512-128 and 128-64-128.
-        "imagenet-r18" => (
-            Stem::ImageNet,
-            ProjectionHeadConfig::new(512, 512, 128),
-            PredictionHeadConfig::new(128, 64, 128),
-        ),
-        // The SimSiam paper's CIFAR ResNet-18 with Lightly's default 2048-wide heads.
-        "cifar-r18" => (
-            Stem::Cifar,
-            ProjectionHeadConfig::new(512, 2048, 2048),
-            PredictionHeadConfig::new(2048, 512, 2048),
-        ),
-        _ => candle::bail!("unknown model {name}: imagenet-r18 or cifar-r18"),
-    };
-    let backbone = ResNetConfig::resnet18(stem).init(vb.pp("backbone"))?;
-    SimSiam::new(backbone, &projection, &prediction, vb)
 }
 
 /// Seconds spent in forward+loss, backward and update.
@@ -99,7 +80,7 @@ fn main() -> Result<()> {
     simsiam_models::kernels::keep_freed_memory();
     let args = parse_args();
     let varmap = VarMap::new();
-    let model = build(&args.model, &varmap)?;
+    let model = build(&args.model, Precision::F32, &varmap, &Device::Cpu)?;
     let dev = Device::Cpu;
     let x0 = Tensor::randn(0f32, 1.0, (args.batch, 3, 32, 32), &dev)?;
     let x1 = Tensor::randn(0f32, 1.0, (args.batch, 3, 32, 32), &dev)?;

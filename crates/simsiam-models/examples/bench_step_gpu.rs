@@ -14,13 +14,14 @@
 
 use std::time::Instant;
 
-use candle::{DType, Device, Result, Tensor};
+use candle::{Device, Result, Tensor};
 use candle_nn::VarMap;
 use simsiam_loss::{NegativeCosineSimilarity, symmetric_loss};
-use simsiam_models::{
-    Precision, PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem,
-    seeded_var_builder,
-};
+use simsiam_models::{Precision, ResNet, SimSiam};
+
+#[path = "common/bench_models.rs"]
+mod bench_models;
+use bench_models::build;
 
 struct Args {
     model: String,
@@ -57,27 +58,6 @@ fn parse_args() -> Result<Args> {
         }
     }
     Ok(args)
-}
-
-fn build(name: &str, precision: Precision, varmap: &VarMap, dev: &Device) -> Result<SimSiam<ResNet>> {
-    let vb = seeded_var_builder(varmap, 0, DType::F32, dev);
-    // The models of `bench_step` and `bench_step_torch.py`.
-    let (stem, projection, prediction) = match name {
-        "imagenet-r18" => (
-            Stem::ImageNet,
-            ProjectionHeadConfig::new(512, 512, 128),
-            PredictionHeadConfig::new(128, 64, 128),
-        ),
-        "cifar-r18" => (
-            Stem::Cifar,
-            ProjectionHeadConfig::new(512, 2048, 2048),
-            PredictionHeadConfig::new(2048, 512, 2048),
-        ),
-        _ => candle::bail!("unknown model {name}: imagenet-r18 or cifar-r18"),
-    };
-    let backbone = ResNetConfig::resnet18(stem).with_precision(precision).init(vb.pp("backbone"))?;
-    let projection = projection.with_precision(precision);
-    SimSiam::new(backbone, &projection, &prediction.with_precision(precision), vb)
 }
 
 fn step(model: &SimSiam<ResNet>, varmap: &VarMap, x0: &Tensor, x1: &Tensor, lr: f64) -> Result<f32> {

@@ -339,6 +339,23 @@ impl BatchNormOp {
         })
     }
 
+    /// The CUDA forward, as [`Self::run`]: `y`, with the statistics kept for the backward.
+    #[cfg(feature = "cuda")]
+    fn run_cuda(
+        &self,
+        x: &candle::CudaStorage,
+        lx: &Layout,
+        wb: Option<(&candle::CudaStorage, &Layout, &candle::CudaStorage, &Layout)>,
+    ) -> Result<candle::CudaStorage> {
+        let d = Dims::new(lx.shape());
+        let (y, [mean, var, invstd, mean_t, scale, shift]) =
+            super::cuda::batch_norm_fwd(x, lx, wb, (d.n, d.c, d.s), self.eps, self.relu)?;
+        if self.saved.set(Saved { mean, var, invstd, mean_t, scale, shift }).is_err() {
+            candle::bail!("simsiam-batch-norm: an op instance runs once");
+        }
+        Ok(y)
+    }
+
     /// `(dx, dweight, dbias)`.
     fn grads(&self, x: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let c = x.dim(1)?;
@@ -362,13 +379,7 @@ impl CustomOp1 for BatchNormOp {
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(&self, s: &candle::CudaStorage, l: &Layout) -> Result<(candle::CudaStorage, Shape)> {
-        let d = Dims::new(l.shape());
-        let (y, [mean, var, invstd, mean_t, scale, shift]) =
-            super::cuda::batch_norm_fwd(s, l, None, (d.n, d.c, d.s), self.eps, self.relu)?;
-        if self.saved.set(Saved { mean, var, invstd, mean_t, scale, shift }).is_err() {
-            candle::bail!("simsiam-batch-norm: an op instance runs once");
-        }
-        Ok((y, l.shape().clone()))
+        Ok((self.run_cuda(s, l, None)?, l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
@@ -403,14 +414,7 @@ impl CustomOp3 for BatchNormOp {
         s3: &candle::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle::CudaStorage, Shape)> {
-        let d = Dims::new(l1.shape());
-        let wb = Some((s2, l2, s3, l3));
-        let (y, [mean, var, invstd, mean_t, scale, shift]) =
-            super::cuda::batch_norm_fwd(s1, l1, wb, (d.n, d.c, d.s), self.eps, self.relu)?;
-        if self.saved.set(Saved { mean, var, invstd, mean_t, scale, shift }).is_err() {
-            candle::bail!("simsiam-batch-norm: an op instance runs once");
-        }
-        Ok((y, l1.shape().clone()))
+        Ok((self.run_cuda(s1, l1, Some((s2, l2, s3, l3)))?, l1.shape().clone()))
     }
 
     fn bwd(
