@@ -126,6 +126,20 @@ impl BatchNorm {
         if train { self.forward_train(x, true) } else { self.forward_eval(x)?.relu() }
     }
 
+    /// `relu(self.forward_t(x, train) + residual)`, the end of a residual block, fused into
+    /// one op per direction in training mode ([`kernels::batch_norm_add_relu_train`]).
+    pub fn forward_add_relu_t(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
+        if !train {
+            return (self.forward_eval(x)? + residual)?.relu();
+        }
+        let x = &self.input(x)?;
+        let residual = &self.input(residual)?;
+        let wb = self.weight_and_bias.as_ref().map(|(w, b)| (w, b));
+        let (y, stats) = kernels::batch_norm_add_relu_train(x, wb, self.eps, residual)?;
+        self.update_running(stats)?;
+        Ok(y)
+    }
+
     /// `x` in the statistics' dtype: a `bf16` convolution output normalises in `f32`.
     fn input(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = self.running_mean.dtype();
@@ -136,13 +150,18 @@ impl BatchNorm {
         let x = &self.input(x)?;
         let wb = self.weight_and_bias.as_ref().map(|(w, b)| (w, b));
         let (y, stats) = kernels::batch_norm_train(x, wb, self.eps, relu)?;
+        self.update_running(stats)?;
+        Ok(y)
+    }
+
+    /// Moves the running statistics towards a training batch's, PyTorch's way.
+    fn update_running(&self, stats: kernels::BatchNormStats) -> Result<()> {
         let m = self.momentum;
         let unbiased = stats.count as f64 / (stats.count as f64 - 1.0);
         let rm = self.running_mean.as_detached_tensor();
         let rv = self.running_var.as_detached_tensor();
         self.running_mean.set(&((rm * (1.0 - m))? + (stats.mean * m)?)?)?;
-        self.running_var.set(&((rv * (1.0 - m))? + (stats.var * (m * unbiased))?)?)?;
-        Ok(y)
+        self.running_var.set(&((rv * (1.0 - m))? + (stats.var * (m * unbiased))?)?)
     }
 
     fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {

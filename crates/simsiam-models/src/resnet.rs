@@ -246,16 +246,18 @@ impl ModuleT for ResidualBlock {
     /// - `x`: `[batch, in, h, w]`
     /// - returns `[batch, out, h / stride, w / stride]`
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let last = self.convs.len() - 1;
-        let mut y = x.clone();
-        for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let z = conv.forward(&y)?;
-            y = if i != last { bn.forward_relu_t(&z, train)? } else { bn.forward_t(&z, train)? };
-        }
         let identity = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        (y + identity)?.relu()
+        let Some((last, rest)) = self.convs.split_last() else {
+            candle::bail!("resnet: a residual block without convolutions");
+        };
+        let mut y = x.clone();
+        for (conv, bn) in rest {
+            y = bn.forward_relu_t(&conv.forward(&y)?, train)?;
+        }
+        // torchvision's `out = bn(conv(out)); out += identity; relu(out)`, as one op.
+        last.1.forward_add_relu_t(&last.0.forward(&y)?, &identity, train)
     }
 }

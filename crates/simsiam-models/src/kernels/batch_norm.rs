@@ -5,6 +5,10 @@
 //! and, if asked, a ReLU in a second pass. The backward pass recomputes the ReLU mask from the
 //! input and the saved statistics, sums `dy` and `dy * x_hat` per channel in one read, and
 //! writes `dx = (w / sigma) (dy - mean(dy) - x_hat mean(dy x_hat))` in a second.
+//!
+//! [`batch_norm_add_relu_train`] fuses a residual block's ending, `relu(bn(x) + identity)`,
+//! into the same op: the sum and the ReLU cost no pass or tensor of their own, and the
+//! backward pass masks `dy` by the output once, which is also the identity's gradient.
 
 use std::sync::{Arc, OnceLock};
 
@@ -42,6 +46,65 @@ pub fn batch_norm_train(
     eps: f64,
     relu: bool,
 ) -> Result<(Tensor, BatchNormStats)> {
+    let (c, count) = check_shapes(x, weight_and_bias)?;
+    if !fast_operands(x, weight_and_bias) {
+        return stock(x, weight_and_bias, eps, relu);
+    }
+    let saved = Arc::new(OnceLock::new());
+    let op = BatchNormOp { eps, relu, saved: saved.clone() };
+    let x = x.contiguous()?;
+    let y = match weight_and_bias {
+        Some((w, b)) => x.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?,
+        None => x.apply_op1(op)?,
+    };
+    Ok((y, stats(&saved, c, count, &x)?))
+}
+
+/// `relu(batch_norm(x) + residual)`: the end of a ResNet block (`out += identity; relu(out)`
+/// in torchvision) fused into [`batch_norm_train`]'s op. Differentiable in `x`, `weight`,
+/// `bias` and `residual`.
+///
+/// Besides two passes over the feature map, this saves two feature maps per block for the
+/// backward pass: the graph holds `x`, `residual` and the output, as PyTorch's in-place
+/// addition and ReLU do, not the normalised map and the sum as well. `f32`/`f64` tensors on
+/// the CPU take the fused op; anything else [`batch_norm_train`] followed by candle's add and
+/// ReLU.
+///
+/// # Shapes
+/// - `x`, `residual`: `[batch, channels]` or `[batch, channels, ...]`, the same
+/// - `weight`, `bias`: `[channels]`
+/// - returns `x`'s shape, and the statistics
+pub fn batch_norm_add_relu_train(
+    x: &Tensor,
+    weight_and_bias: Option<(&Tensor, &Tensor)>,
+    eps: f64,
+    residual: &Tensor,
+) -> Result<(Tensor, BatchNormStats)> {
+    let (c, count) = check_shapes(x, weight_and_bias)?;
+    if residual.shape() != x.shape() {
+        candle::bail!("batch_norm: residual {:?} does not match input {:?}", residual.shape(), x.shape());
+    }
+    let fast = x.device().is_cpu()
+        && fast_operands(x, weight_and_bias)
+        && residual.dtype() == x.dtype()
+        && residual.device().is_cpu();
+    if !fast {
+        let (y, stats) = batch_norm_train(x, weight_and_bias, eps, false)?;
+        return Ok(((y + residual)?.relu()?, stats));
+    }
+    let saved = Arc::new(OnceLock::new());
+    let op = AddReluOp { eps, saved: saved.clone() };
+    let (x, residual) = (x.contiguous()?, residual.contiguous()?);
+    let y = match weight_and_bias {
+        // One operand for both, as candle's custom ops take at most three.
+        Some((w, b)) => x.apply_op3(&residual, &Tensor::cat(&[w, b], 0)?, op)?,
+        None => x.apply_op2(&residual, op)?,
+    };
+    Ok((y, stats(&saved, c, count, &x)?))
+}
+
+/// Checks `x` against `weight_and_bias`; returns the channels and the values per channel.
+fn check_shapes(x: &Tensor, weight_and_bias: Option<(&Tensor, &Tensor)>) -> Result<(usize, usize)> {
     let dims = x.dims();
     if dims.len() < 2 {
         candle::bail!("batch_norm: input {:?} needs at least two dimensions", x.shape());
@@ -59,27 +122,25 @@ pub fn batch_norm_train(
     {
         candle::bail!("batch_norm: weight {:?} and bias {:?} must be [{c}]", w.shape(), b.shape());
     }
-    let fast = on_fast_path(x)
+    Ok((c, count))
+}
+
+/// Whether `x`, weight and bias can go through our ops.
+fn fast_operands(x: &Tensor, weight_and_bias: Option<(&Tensor, &Tensor)>) -> bool {
+    on_fast_path(x)
         && weight_and_bias.is_none_or(|(w, b)| {
             w.dtype() == x.dtype()
                 && b.dtype() == x.dtype()
                 && w.device().same_device(x.device())
                 && b.device().same_device(x.device())
-        });
-    if !fast {
-        return stock(x, weight_and_bias, eps, relu);
-    }
-    let saved = Arc::new(OnceLock::new());
-    let op = BatchNormOp { eps, relu, saved: saved.clone() };
-    let x = x.contiguous()?;
-    let y = match weight_and_bias {
-        Some((w, b)) => x.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?,
-        None => x.apply_op1(op)?,
-    };
-    let saved: &Saved =
-        saved.get().ok_or_else(|| candle::Error::Msg("batch_norm: no statistics saved".into()))?;
+        })
+}
+
+/// The statistics an op instance saved, as tensors like `x`.
+fn stats(saved: &OnceLock<Saved>, c: usize, count: usize, x: &Tensor) -> Result<BatchNormStats> {
+    let saved = saved.get().ok_or_else(|| candle::Error::Msg("batch_norm: no statistics saved".into()))?;
     let stat = |v: &[f64]| Tensor::from_slice(v, c, x.device())?.to_dtype(x.dtype());
-    Ok((y, BatchNormStats { mean: stat(&saved.mean)?, var: stat(&saved.var)?, count }))
+    Ok(BatchNormStats { mean: stat(&saved.mean)?, var: stat(&saved.var)?, count })
 }
 
 /// The same computation with candle's ops, for other dtypes and devices.
@@ -181,7 +242,15 @@ fn channel_sums<T: Float>(x: &[T], g: &[T], d: Dims, ch: usize, f: impl Fn(T, T)
     (total_a, total_b)
 }
 
-fn forward<T: Float>(x: &[T], d: Dims, wb: Option<(&[T], &[T])>, eps: f64, relu: bool) -> (Vec<T>, Saved) {
+/// `y = bn(x) (+ residual)`, then the ReLU if `relu`.
+fn forward<T: Float>(
+    x: &[T],
+    d: Dims,
+    wb: Option<(&[T], &[T])>,
+    eps: f64,
+    relu: bool,
+    residual: Option<&[T]>,
+) -> (Vec<T>, Saved) {
     let count = d.count() as f64;
     let moments: Vec<(f64, f64)> = (0..d.c)
         .into_par_iter()
@@ -211,19 +280,31 @@ fn forward<T: Float>(x: &[T], d: Dims, wb: Option<(&[T], &[T])>, eps: f64, relu:
     let saved = Saved { mean, var, invstd, mean_t, scale, shift };
     let coef = Coefficients::new(&saved);
     let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(d.c * d.s).zip(x.par_chunks(d.c * d.s)).for_each(|(yr, xr)| {
+    let sample = d.c * d.s;
+    y.par_chunks_mut(sample).zip(x.par_chunks(sample)).enumerate().for_each(|(i, (yr, xr))| {
+        let rr = residual.map(|r| &r[i * sample..(i + 1) * sample]);
         for ch in 0..d.c {
             let (m, a, b) = (coef.mean[ch], coef.scale[ch], coef.shift[ch]);
-            let (yp, xp) = (&mut yr[ch * d.s..][..d.s], &xr[ch * d.s..][..d.s]);
-            if relu {
-                let zero = T::zero();
-                for (yv, &xv) in yp.iter_mut().zip(xp) {
-                    let z = (xv - m) * a + b;
-                    *yv = if z > zero { z } else { zero };
+            let plane = ch * d.s..(ch + 1) * d.s;
+            let (yp, xp) = (&mut yr[plane.clone()], &xr[plane.clone()]);
+            let zero = T::zero();
+            match (rr, relu) {
+                (Some(rr), _) => {
+                    for ((yv, &xv), &rv) in yp.iter_mut().zip(xp).zip(&rr[plane]) {
+                        let z = (xv - m) * a + b + rv;
+                        *yv = if z > zero { z } else { zero };
+                    }
                 }
-            } else {
-                for (yv, &xv) in yp.iter_mut().zip(xp) {
-                    *yv = (xv - m) * a + b;
+                (None, true) => {
+                    for (yv, &xv) in yp.iter_mut().zip(xp) {
+                        let z = (xv - m) * a + b;
+                        *yv = if z > zero { z } else { zero };
+                    }
+                }
+                (None, false) => {
+                    for (yv, &xv) in yp.iter_mut().zip(xp) {
+                        *yv = (xv - m) * a + b;
+                    }
                 }
             }
         }
@@ -326,7 +407,7 @@ impl BatchNormOp {
                 )),
                 None => None,
             };
-            let (y, saved) = forward(x, d, wb, op.eps, op.relu);
+            let (y, saved) = forward(x, d, wb, op.eps, op.relu, None);
             if op.saved.set(saved).is_err() {
                 candle::bail!("{NAME}: an op instance runs once");
             }
@@ -358,14 +439,21 @@ impl BatchNormOp {
 
     /// `(dx, dweight, dbias)`.
     fn grads(&self, x: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let c = x.dim(1)?;
-        let out = x.apply_op2_no_bwd(
-            &dy.contiguous()?,
-            &BatchNormBackward { relu: self.relu, saved: self.saved.clone() },
-        )?;
-        let n = x.elem_count();
-        Ok((out.narrow(0, 0, n)?.reshape(x.shape())?, out.narrow(0, n, c)?, out.narrow(0, n + c, c)?))
+        grads(x, dy, self.relu, &self.saved)
     }
+}
+
+/// `(dx, dweight, dbias)` from `dy` at the op's output (before the ReLU when `relu` is false).
+fn grads(
+    x: &Tensor,
+    dy: &Tensor,
+    relu: bool,
+    saved: &Arc<OnceLock<Saved>>,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let c = x.dim(1)?;
+    let out = x.apply_op2_no_bwd(&dy.contiguous()?, &BatchNormBackward { relu, saved: saved.clone() })?;
+    let n = x.elem_count();
+    Ok((out.narrow(0, 0, n)?.reshape(x.shape())?, out.narrow(0, n, c)?, out.narrow(0, n + c, c)?))
 }
 
 impl CustomOp1 for BatchNormOp {
@@ -427,6 +515,175 @@ impl CustomOp3 for BatchNormOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, db) = self.grads(x, dy)?;
         Ok((x.track_op().then_some(dx), w.track_op().then_some(dw), b.track_op().then_some(db)))
+    }
+}
+
+/// The fused block ending: `(x, residual) -> y` (no affine) or `(x, residual, [weight;
+/// bias]) -> y`, with `y = relu(bn(x) + residual)`. CPU only.
+struct AddReluOp {
+    eps: f64,
+    saved: Arc<OnceLock<Saved>>,
+}
+
+impl AddReluOp {
+    const NAME: &str = "simsiam-batch-norm-add-relu";
+
+    fn run(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        r: &CpuStorage,
+        lr: &Layout,
+        wb: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<CpuStorage> {
+        let d = Dims::new(lx.shape());
+        if lr.shape() != lx.shape() {
+            candle::bail!("{}: residual {:?} does not match input {:?}", Self::NAME, lr.shape(), lx.shape());
+        }
+        fn go<T: Float>(
+            op: &AddReluOp,
+            (x, lx): (&CpuStorage, &Layout),
+            (r, lr): (&CpuStorage, &Layout),
+            wb: Option<(&CpuStorage, &Layout)>,
+            d: Dims,
+        ) -> Result<Vec<T>> {
+            let name = AddReluOp::NAME;
+            let x = contiguous_slice::<T>(x, lx, name, "input")?;
+            let r = contiguous_slice::<T>(r, lr, name, "residual")?;
+            let wb = match wb {
+                Some((wb, lwb)) => {
+                    let wb = contiguous_slice::<T>(wb, lwb, name, "weight and bias")?;
+                    if wb.len() != 2 * d.c {
+                        candle::bail!("{name}: {} weights and biases for {} channels", wb.len(), d.c);
+                    }
+                    Some(wb.split_at(d.c))
+                }
+                None => None,
+            };
+            let (y, saved) = forward(x, d, wb, op.eps, true, Some(r));
+            if op.saved.set(saved).is_err() {
+                candle::bail!("{name}: an op instance runs once");
+            }
+            Ok(y)
+        }
+        Ok(match x {
+            CpuStorage::F32(_) => CpuStorage::F32(go::<f32>(self, (x, lx), (r, lr), wb, d)?),
+            CpuStorage::F64(_) => CpuStorage::F64(go::<f64>(self, (x, lx), (r, lr), wb, d)?),
+            s => candle::bail!("{}: unsupported dtype {:?}", Self::NAME, s.dtype()),
+        })
+    }
+
+    /// `(dx, dresidual, dweight, dbias)`: `dy` masked where the output is zero is the
+    /// residual's gradient and the normalisation's output gradient.
+    fn grads(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+        let g = dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluMask)?;
+        let (dx, dw, db) = grads(x, &g, false, &self.saved)?;
+        Ok((dx, g, dw, db))
+    }
+}
+
+impl CustomOp2 for AddReluOp {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Ok((self.run(s1, l1, s2, l2, None)?, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        r: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dr, _, _) = self.grads(x, y, dy)?;
+        Ok((x.track_op().then_some(dx), r.track_op().then_some(dr)))
+    }
+}
+
+impl CustomOp3 for AddReluOp {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Ok((self.run(s1, l1, s2, l2, Some((s3, l3)))?, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        r: &Tensor,
+        wb: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dr, dw, db) = self.grads(x, y, dy)?;
+        let dwb = wb.track_op().then(|| Tensor::cat(&[dw, db], 0)).transpose()?;
+        Ok((x.track_op().then_some(dx), r.track_op().then_some(dr), dwb))
+    }
+}
+
+/// `(dy, y) -> dy` where `y > 0`, else 0: the gradient through a ReLU from its output, as
+/// PyTorch's `threshold_backward`.
+struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "simsiam-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        if l1.shape() != l2.shape() {
+            candle::bail!("{name}: gradient {:?} and output {:?} differ", l1.shape(), l2.shape());
+        }
+        fn mask<T: Float>(dy: &[T], y: &[T]) -> Vec<T> {
+            let mut out = vec![T::zero(); dy.len()];
+            const CHUNK: usize = 1 << 14;
+            out.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).zip(y.par_chunks(CHUNK)).for_each(
+                |((o, g), y)| {
+                    for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
+                        *o = if y > T::zero() { g } else { T::zero() };
+                    }
+                },
+            );
+            out
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(mask(
+                contiguous_slice::<f32>(s1, l1, name, "gradient")?,
+                contiguous_slice::<f32>(s2, l2, name, "output")?,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(mask(
+                contiguous_slice::<f64>(s1, l1, name, "gradient")?,
+                contiguous_slice::<f64>(s2, l2, name, "output")?,
+            )),
+            s => candle::bail!("{name}: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
     }
 }
 
@@ -572,6 +829,81 @@ mod tests {
             let rows = |t: &Tensor| t.t();
             check(&randn(&[6, 5], dtype)?, rows, false, true)?;
         }
+        Ok(())
+    }
+
+    /// The fused block ending against batch norm, candle's add and candle's ReLU on
+    /// `view(x)` and `rview(r)`: output, statistics and every gradient.
+    fn check_add_relu(
+        (x, view): (&Tensor, impl Fn(&Tensor) -> Result<Tensor>),
+        (r, rview): (&Tensor, impl Fn(&Tensor) -> Result<Tensor>),
+        affine: bool,
+    ) -> Result<()> {
+        let dtype = x.dtype();
+        let dev = Device::Cpu;
+        let (xv, rv) = (Var::from_tensor(x)?, Var::from_tensor(r)?);
+        let (xin, rin) = (view(xv.as_tensor())?, rview(rv.as_tensor())?);
+        let c = xin.dim(1)?;
+        let w = Var::from_tensor(&(Tensor::randn(1.0, 0.5, c, &dev)?.to_dtype(dtype)?))?;
+        let b = Var::from_tensor(&(Tensor::randn(0.0, 0.5, c, &dev)?.to_dtype(dtype)?))?;
+        let wb = affine.then_some((w.as_tensor(), b.as_tensor()));
+        let (ours, s1) = batch_norm_add_relu_train(&xin, wb, 1e-5, &rin)?;
+        let (bn, s2) = stock(&xin, wb, 1e-5, false)?;
+        let reference = (bn + &rin)?.relu()?;
+        let tol = if dtype == DType::F64 { 1e-11 } else { 1e-5 };
+        let what = format!("{:?} affine {affine} {dtype:?}", xin.shape());
+        for (name, a, b) in
+            [("output", &ours, &reference), ("mean", &s1.mean, &s2.mean), ("var", &s1.var, &s2.var)]
+        {
+            let e = rel(a, b)?;
+            assert!(e < tol, "{name} {what}: {e}");
+        }
+        // About half the outputs are zero, so the mask matters.
+        let zeros = ours.eq(0.0)?.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?;
+        assert!((0.2..0.8).contains(&zeros), "{what}: {zeros} of the outputs are zero");
+        let dy = Tensor::randn(0.0, 1.0, ours.shape(), &dev)?.to_dtype(dtype)?;
+        let g1 = (ours * &dy)?.sum_all()?.backward()?;
+        // candle's ReLU passes the gradient at exactly 0, PyTorch's and ours do not: mask
+        // the reference by the output.
+        let keep = reference.gt(0.0)?.to_dtype(dtype)?;
+        let g2 = (reference * (dy * keep)?)?.sum_all()?.backward()?;
+        let mut vars = vec![("input", xv.as_tensor()), ("residual", rv.as_tensor())];
+        if affine {
+            vars.extend([("weight", w.as_tensor()), ("bias", b.as_tensor())]);
+        }
+        for (name, v) in vars {
+            let e = rel(g1.get(v).expect("our gradient"), g2.get(v).expect("reference gradient"))?;
+            assert!(e < tol, "{name} gradient {what}: {e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn add_relu_matches_batch_norm_then_add_then_relu() -> Result<()> {
+        let same = |t: &Tensor| Ok(t.clone());
+        for dtype in [DType::F32, DType::F64] {
+            for shape in [&[4, 5, 3, 7][..], &[1, 3, 5, 5], &[7, 9], &[2, 3, 5]] {
+                for affine in [true, false] {
+                    let r = Tensor::randn(0f64, 1.0, shape, &Device::Cpu)?.to_dtype(dtype)?;
+                    check_add_relu((&randn(shape, dtype)?, same), (&r, same), affine)?;
+                }
+            }
+            // Non-contiguous input and residual.
+            let transposed = |t: &Tensor| t.transpose(2, 3);
+            let r = Tensor::randn(0f64, 1.0, &[3, 4, 6, 5], &Device::Cpu)?.to_dtype(dtype)?;
+            check_add_relu((&randn(&[3, 4, 5, 6], dtype)?, same), (&r, transposed), true)?;
+            let r = Tensor::randn(0f64, 1.0, &[3, 4, 5, 6], &Device::Cpu)?.to_dtype(dtype)?;
+            check_add_relu((&randn(&[3, 4, 6, 5], dtype)?, transposed), (&r, same), false)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn add_relu_rejects_a_mismatched_residual() -> Result<()> {
+        let x = randn(&[2, 3, 4, 4], DType::F32)?;
+        let r = randn(&[2, 3, 4, 5], DType::F32)?;
+        let err = batch_norm_add_relu_train(&x, None, 1e-5, &r).expect_err("mismatched residual");
+        assert!(err.to_string().contains("residual"), "{err}");
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 //! - [`conv2d`]: bias-free, single-group, undilated 2-D convolution through im2col/col2im onto
 //!   a matrix product (our AVX2/FMA `f32` kernel where the CPU has one, else the `gemm` crate), with its input and weight gradients as further custom ops.
 //! - [`batch_norm_train`]: training-mode batch normalisation (statistics, normalisation,
-//!   affine and an optional ReLU) as one op per direction.
+//!   affine and an optional ReLU) as one op per direction, and [`batch_norm_add_relu_train`],
+//!   which also adds a residual block's identity before the ReLU.
 //!
 //! The kernels run for `f32` and `f64` tensors on the CPU. With the `cuda` feature, batch norm
 //! (and `max_pool2d`) run our own CUDA kernels on `f32` CUDA tensors ([`cuda`], compiled with
@@ -19,7 +20,7 @@ mod gemm;
 mod sgemm;
 
 pub use allocator::keep_freed_memory;
-pub use batch_norm::{BatchNormStats, batch_norm_train};
+pub use batch_norm::{BatchNormStats, batch_norm_add_relu_train, batch_norm_train};
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
 
 use std::sync::OnceLock;
