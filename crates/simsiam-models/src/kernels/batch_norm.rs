@@ -16,7 +16,7 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{Float, contiguous_slice, on_fast_path};
+use super::{Float, avx2_dispatch, contiguous_slice, on_fast_path};
 
 /// The batch statistics of one training-mode call, to update running statistics with.
 #[derive(Debug, Clone)]
@@ -242,6 +242,164 @@ fn channel_sums<T: Float>(x: &[T], g: &[T], d: Dims, ch: usize, f: impl Fn(T, T)
     (total_a, total_b)
 }
 
+avx2_dispatch! {
+    /// One channel's mean and biased variance.
+    fn channel_moments(x: &[T], d: Dims, ch: usize) -> (f64, f64) = channel_moments_kernel;
+}
+
+#[inline(always)]
+fn channel_moments_kernel<T: Float>(x: &[T], d: Dims, ch: usize) -> (f64, f64) {
+    let count = d.count() as f64;
+    // Two passes: the mean, then squares of deviations from it (in T lanes, f64 across
+    // planes), which keeps the variance accurate when the mean is large.
+    let (s1, _) = channel_sums(x, x, d, ch, |v, _| (v, T::zero()));
+    let mean = s1 / count;
+    let m = T::from_f64(mean);
+    let (e1, e2) = channel_sums(x, x, d, ch, |v, _| {
+        let e = v - m;
+        (e, e * e)
+    });
+    // e1 corrects for the rounding of the mean to T.
+    let e1 = e1 / count;
+    (mean, (e2 / count - e1 * e1).max(0.0))
+}
+
+avx2_dispatch! {
+    /// One sample's `y = relu?((x - mean) scale + shift (+ residual))`.
+    fn normalize_sample(
+        yr: &mut [T],
+        xr: &[T],
+        rr: Option<&[T]>,
+        coef: &Coefficients<T>,
+        d: Dims,
+        relu: bool,
+    ) = normalize_sample_kernel;
+}
+
+#[inline(always)]
+fn normalize_sample_kernel<T: Float>(
+    yr: &mut [T],
+    xr: &[T],
+    rr: Option<&[T]>,
+    coef: &Coefficients<T>,
+    d: Dims,
+    relu: bool,
+) {
+    let zero = T::zero();
+    for ch in 0..d.c {
+        let (m, a, b) = (coef.mean[ch], coef.scale[ch], coef.shift[ch]);
+        let plane = ch * d.s..(ch + 1) * d.s;
+        let (yp, xp) = (&mut yr[plane.clone()], &xr[plane.clone()]);
+        match (rr, relu) {
+            (Some(rr), _) => {
+                for ((yv, &xv), &rv) in yp.iter_mut().zip(xp).zip(&rr[plane]) {
+                    let z = (xv - m) * a + b + rv;
+                    *yv = if z > zero { z } else { zero };
+                }
+            }
+            (None, true) => {
+                for (yv, &xv) in yp.iter_mut().zip(xp) {
+                    let z = (xv - m) * a + b;
+                    *yv = if z > zero { z } else { zero };
+                }
+            }
+            (None, false) => {
+                for (yv, &xv) in yp.iter_mut().zip(xp) {
+                    *yv = (xv - m) * a + b;
+                }
+            }
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// One channel's sums of `g` and `g (x - m)`, `g` being `dy` masked by the ReLU of
+    /// `(x - m) a + b` when `relu`.
+    fn channel_grad_sums(x: &[T], dy: &[T], d: Dims, ch: usize, m: T, a: T, b: T, relu: bool) -> (f64, f64)
+        = channel_grad_sums_kernel;
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn channel_grad_sums_kernel<T: Float>(
+    x: &[T],
+    dy: &[T],
+    d: Dims,
+    ch: usize,
+    m: T,
+    a: T,
+    b: T,
+    relu: bool,
+) -> (f64, f64) {
+    let zero = T::zero();
+    if relu {
+        channel_sums(x, dy, d, ch, |xv, g| {
+            let g = if (xv - m) * a + b <= zero { zero } else { g };
+            (g, g * (xv - m))
+        })
+    } else {
+        channel_sums(x, dy, d, ch, |xv, g| (g, g * (xv - m)))
+    }
+}
+
+avx2_dispatch! {
+    /// One sample's `dx = scale (g - k1 - (x - mean) k2)`, `g` masked as in
+    /// [`channel_grad_sums`].
+    fn dx_sample(
+        dxr: &mut [T],
+        xr: &[T],
+        dyr: &[T],
+        coef: &Coefficients<T>,
+        k1: &[T],
+        k2: &[T],
+        d: Dims,
+        relu: bool,
+    ) = dx_sample_kernel;
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dx_sample_kernel<T: Float>(
+    dxr: &mut [T],
+    xr: &[T],
+    dyr: &[T],
+    coef: &Coefficients<T>,
+    k1: &[T],
+    k2: &[T],
+    d: Dims,
+    relu: bool,
+) {
+    let zero = T::zero();
+    for ch in 0..d.c {
+        let (m, a, b, k1, k2) = (coef.mean[ch], coef.scale[ch], coef.shift[ch], k1[ch], k2[ch]);
+        let r = ch * d.s..(ch + 1) * d.s;
+        let planes = dxr[r.clone()].iter_mut().zip(&xr[r.clone()]).zip(&dyr[r]);
+        // Two loops, so that neither branches per value.
+        if relu {
+            for ((o, &xv), &g) in planes {
+                let g = if (xv - m) * a + b <= zero { zero } else { g };
+                *o = a * (g - k1 - (xv - m) * k2);
+            }
+        } else {
+            for ((o, &xv), &g) in planes {
+                *o = a * (g - k1 - (xv - m) * k2);
+            }
+        }
+    }
+}
+
+avx2_dispatch! {
+    /// `o = g` where `y > 0`, else 0.
+    fn relu_mask(o: &mut [T], g: &[T], y: &[T]) = relu_mask_kernel;
+}
+
+#[inline(always)]
+fn relu_mask_kernel<T: Float>(o: &mut [T], g: &[T], y: &[T]) {
+    for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
+        *o = if y > T::zero() { g } else { T::zero() };
+    }
+}
+
 /// `y = bn(x) (+ residual)`, then the ReLU if `relu`.
 fn forward<T: Float>(
     x: &[T],
@@ -251,24 +409,7 @@ fn forward<T: Float>(
     relu: bool,
     residual: Option<&[T]>,
 ) -> (Vec<T>, Saved) {
-    let count = d.count() as f64;
-    let moments: Vec<(f64, f64)> = (0..d.c)
-        .into_par_iter()
-        .map(|ch| {
-            // Two passes: the mean, then squares of deviations from it (in T lanes, f64
-            // across planes), which keeps the variance accurate when the mean is large.
-            let (s1, _) = channel_sums(x, x, d, ch, |v, _| (v, T::zero()));
-            let mean = s1 / count;
-            let m = T::from_f64(mean);
-            let (e1, e2) = channel_sums(x, x, d, ch, |v, _| {
-                let e = v - m;
-                (e, e * e)
-            });
-            // e1 corrects for the rounding of the mean to T.
-            let e1 = e1 / count;
-            (mean, (e2 / count - e1 * e1).max(0.0))
-        })
-        .collect();
+    let moments: Vec<(f64, f64)> = (0..d.c).into_par_iter().map(|ch| channel_moments(x, d, ch)).collect();
     let (mean, var): (Vec<f64>, Vec<f64>) = moments.into_iter().unzip();
     let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let exact = |v: f64| T::from_f64(v).to_f64();
@@ -283,31 +424,7 @@ fn forward<T: Float>(
     let sample = d.c * d.s;
     y.par_chunks_mut(sample).zip(x.par_chunks(sample)).enumerate().for_each(|(i, (yr, xr))| {
         let rr = residual.map(|r| &r[i * sample..(i + 1) * sample]);
-        for ch in 0..d.c {
-            let (m, a, b) = (coef.mean[ch], coef.scale[ch], coef.shift[ch]);
-            let plane = ch * d.s..(ch + 1) * d.s;
-            let (yp, xp) = (&mut yr[plane.clone()], &xr[plane.clone()]);
-            let zero = T::zero();
-            match (rr, relu) {
-                (Some(rr), _) => {
-                    for ((yv, &xv), &rv) in yp.iter_mut().zip(xp).zip(&rr[plane]) {
-                        let z = (xv - m) * a + b + rv;
-                        *yv = if z > zero { z } else { zero };
-                    }
-                }
-                (None, true) => {
-                    for (yv, &xv) in yp.iter_mut().zip(xp) {
-                        let z = (xv - m) * a + b;
-                        *yv = if z > zero { z } else { zero };
-                    }
-                }
-                (None, false) => {
-                    for (yv, &xv) in yp.iter_mut().zip(xp) {
-                        *yv = (xv - m) * a + b;
-                    }
-                }
-            }
-        }
+        normalize_sample(yr, xr, rr, &coef, d, relu);
     });
     (y, saved)
 }
@@ -331,19 +448,9 @@ fn backward<T: Float>(x: &[T], dy: &[T], d: Dims, s: &Saved, relu: bool) -> Vec<
     let count = d.count() as f64;
     let coef = Coefficients::<T>::new(s);
     let zero = T::zero();
-    // The gradient reaching the affine output: dy, masked by the ReLU.
-    let masked = |xv: T, g: T, ch: usize| {
-        if relu && (xv - coef.mean[ch]) * coef.scale[ch] + coef.shift[ch] <= zero { zero } else { g }
-    };
     let sums: Vec<(f64, f64)> = (0..d.c)
         .into_par_iter()
-        .map(|ch| {
-            let mean = coef.mean[ch];
-            channel_sums(x, dy, d, ch, |xv, g| {
-                let g = masked(xv, g, ch);
-                (g, g * (xv - mean))
-            })
-        })
+        .map(|ch| channel_grad_sums(x, dy, d, ch, coef.mean[ch], coef.scale[ch], coef.shift[ch], relu))
         .collect();
     // Sums of g (x - mean), from those of g (x - mean_t).
     let sums: Vec<(f64, f64)> = sums
@@ -357,18 +464,10 @@ fn backward<T: Float>(x: &[T], dy: &[T], d: Dims, s: &Saved, relu: bool) -> Vec<
         (0..d.c).map(|ch| T::from_f64(sums[ch].1 * s.invstd[ch] * s.invstd[ch] / count)).collect();
     let mut out = vec![zero; x.len() + 2 * d.c];
     let (dx, dwb) = out.split_at_mut(x.len());
-    dx.par_chunks_mut(d.c * d.s).zip(x.par_chunks(d.c * d.s)).zip(dy.par_chunks(d.c * d.s)).for_each(
-        |((dxr, xr), dyr)| {
-            for ch in 0..d.c {
-                let (m, a, k1, k2) = (coef.mean[ch], coef.scale[ch], k1[ch], k2[ch]);
-                let r = ch * d.s..(ch + 1) * d.s;
-                for ((o, &xv), &g) in dxr[r.clone()].iter_mut().zip(&xr[r.clone()]).zip(&dyr[r]) {
-                    let g = masked(xv, g, ch);
-                    *o = a * (g - k1 - (xv - m) * k2);
-                }
-            }
-        },
-    );
+    dx.par_chunks_mut(d.c * d.s)
+        .zip(x.par_chunks(d.c * d.s))
+        .zip(dy.par_chunks(d.c * d.s))
+        .for_each(|((dxr, xr), dyr)| dx_sample(dxr, xr, dyr, &coef, &k1, &k2, d, relu));
     for ch in 0..d.c {
         dwb[ch] = T::from_f64(sums[ch].1 * s.invstd[ch]);
         dwb[d.c + ch] = T::from_f64(sums[ch].0);
@@ -663,13 +762,10 @@ impl CustomOp2 for ReluMask {
         fn mask<T: Float>(dy: &[T], y: &[T]) -> Vec<T> {
             let mut out = vec![T::zero(); dy.len()];
             const CHUNK: usize = 1 << 14;
-            out.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).zip(y.par_chunks(CHUNK)).for_each(
-                |((o, g), y)| {
-                    for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
-                        *o = if y > T::zero() { g } else { T::zero() };
-                    }
-                },
-            );
+            out.par_chunks_mut(CHUNK)
+                .zip(dy.par_chunks(CHUNK))
+                .zip(y.par_chunks(CHUNK))
+                .for_each(|((o, g), y)| relu_mask(o, g, y));
             out
         }
         let out = match s1 {

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::gemm::{MatMut, MatRef, Parallelism, matmul};
 use super::{Float, contiguous_slice, on_fast_path};
 
+mod panels;
 mod winograd;
 
 /// Stride and zero padding of a convolution, the same along both axes.
@@ -299,11 +300,18 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
     let mut out = vec![T::zero(); g.n * g.out_sample()];
     let (nb, par) = g.chunking();
     let wm = MatRef::row_major(w, g.co, k);
+    // Chunks on one thread each unfold straight into the product's panels where they can.
+    let direct = matches!(par, Parallelism::None) && panels::applies(g);
     out.par_chunks_mut(nb * g.out_sample()).enumerate().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(col, tmp), (i, out)| {
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(col, tmp, pad), (i, out)| {
             let m = out.len() / g.out_sample();
             let x = &x[i * nb * g.in_sample()..][..m * g.in_sample()];
+            if direct && let (Some(x), Some(w), Some(out)) = (T::as_f32(x), T::as_f32(w), T::as_f32_mut(out))
+            {
+                panels::forward(x, w, g, m, out, pad);
+                return;
+            }
             let rhs = unfold(x, g, m, col);
             if m == 1 {
                 matmul(MatMut::row_major(out, g.co, pp), wm, rhs, false, par);
@@ -698,6 +706,30 @@ mod tests {
                 &randn(&wshape, DType::F32)?,
                 Conv2dParams { stride: 1, padding: 1 },
             )?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn unfolding_into_panels_matches_on_the_shapes_it_takes() -> Result<()> {
+        // Over 2048 output columns, so several chunks, planes of whole 16-column tiles: rows
+        // of 16, 8, 4 and 12 positions, stride 2, no padding (the input borrowed).
+        for &(x, w, stride, padding) in &[
+            ([12, 5, 16, 16], [7, 5, 3, 3], 1, 1),
+            ([24, 3, 32, 32], [4, 3, 3, 3], 2, 1),
+            ([40, 6, 8, 8], [5, 6, 3, 3], 1, 1),
+            ([140, 4, 4, 4], [3, 4, 3, 3], 1, 1),
+            ([12, 4, 18, 18], [5, 4, 3, 3], 1, 0),
+            ([24, 3, 32, 32], [4, 3, 2, 2], 2, 0),
+            ([50, 3, 4, 12], [4, 3, 3, 3], 1, 1),
+        ] {
+            let geometry = Geometry::new(
+                (x[0], x[1], x[2], x[3]),
+                (w[0], w[1], w[2], w[3]),
+                Conv2dParams { stride, padding },
+            )?;
+            assert!(geometry.chunking().0 < x[0] && panels::applies(&geometry), "{x:?}");
+            check(&randn(&x, DType::F32)?, &randn(&w, DType::F32)?, Conv2dParams { stride, padding })?;
         }
         Ok(())
     }

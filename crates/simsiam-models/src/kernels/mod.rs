@@ -68,6 +68,32 @@ impl Float for f64 {
     }
 }
 
+/// Defines `fn $name<T: Float>(args) -> R` that runs `$kernel::<T>(args)` compiled for AVX2
+/// and FMA where the CPU has them (detected once), as PyTorch picks its vectorised kernels at
+/// run time while the build targets plain x86-64. `$kernel` should be `#[inline(always)]`, so
+/// that its loops are compiled into the AVX2 copy. Mul and add are never fused into FMA
+/// without permission, so both copies give the same bits.
+macro_rules! avx2_dispatch {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $kernel:ident;) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name<T: Float>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::sgemm::available() {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2<T: Float>($($arg: $ty),*) $(-> $ret)? {
+                    $kernel::<T>($($arg),*)
+                }
+                // SAFETY: `sgemm::available` checked that this CPU has AVX2 and FMA.
+                return unsafe { avx2::<T>($($arg),*) };
+            }
+            $kernel::<T>($($arg),*)
+        }
+    };
+}
+pub(crate) use avx2_dispatch;
+
 /// Whether `t` can go through our kernels: an f32 or f64 tensor on the CPU, or an f32 tensor
 /// on a CUDA device (with the `cuda` feature), unless the environment variable
 /// `SIMSIAM_STOCK_KERNELS` is `1` (read once), which sends everything through candle's stock

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 /// Rows of the register tile.
 const MR: usize = 6;
 /// Columns of the register tile (two AVX vectors).
-const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 /// Depth of a packed block: a `KC x NR` panel of `B` is 16 KiB, half of L1.
 const KC: usize = 256;
 /// Rows of `A` packed at once: `MC x KC` is 96 KiB, in L2.
@@ -79,37 +79,102 @@ pub(crate) fn sgemm(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumu
     });
 }
 
+/// A right-hand operand that packs itself: convolutions unfold their input straight into
+/// the panels ([`super::conv`]) instead of writing an im2col matrix first.
+pub(crate) trait PackB {
+    /// Rows (the product's depth) and columns.
+    fn dims(&self) -> (usize, usize);
+
+    /// Packs rows `pc..pc + kc`, columns `jc..jc + nc` into `NR`-column panels, each `kc` rows
+    /// of `NR` values, zero-padding the last panel's missing columns.
+    fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]);
+}
+
+impl PackB for View<'_> {
+    fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
+        pack_b(*self, pc, kc, jc, nc, dst);
+    }
+}
+
+/// Where the product's element `(i, j)` goes: `(j / block_cols) * block_stride + i * rs +
+/// j % block_cols`. One block is a row-major matrix; a convolution's output `[m, co, pp]` is
+/// `m` blocks of `pp` columns, `co * pp` apart, so the product lands there without a copy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutMap {
+    pub(crate) rs: usize,
+    pub(crate) block_cols: usize,
+    pub(crate) block_stride: usize,
+}
+
+impl OutMap {
+    /// A row-major matrix with row stride `rs`.
+    pub(crate) fn row_major(rs: usize) -> Self {
+        Self { rs, block_cols: usize::MAX, block_stride: 0 }
+    }
+
+    fn at(&self, i: usize, j: usize) -> usize {
+        (j / self.block_cols) * self.block_stride + i * self.rs + j % self.block_cols
+    }
+}
+
+/// `c = a x b` or `c += a x b` on this thread, `c` laid out by `out`, `b` packing itself.
+pub(crate) fn sgemm_packed(c: &mut [f32], out: OutMap, a: View<'_>, b: &impl PackB, accumulate: bool) {
+    let (k, n) = b.dims();
+    let m = a.rows;
+    assert!(a.cols == k && out.rs >= n.min(out.block_cols), "sgemm: mismatched shapes");
+    assert!(m == 0 || n == 0 || c.len() > out.at(m - 1, n - 1), "sgemm: output too short");
+    assert!(available(), "sgemm: needs AVX2 and FMA");
+    if m == 0 || n == 0 {
+        return;
+    }
+    PACKED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let (pa, pb) = &mut *bufs;
+            blocked(c, out, a, b, accumulate, pa, pb);
+        }
+        Err(_) => blocked(c, out, a, b, accumulate, &mut Vec::new(), &mut Vec::new()),
+    });
+}
+
 thread_local! {
     /// Packed `A` and `B` blocks, reused across calls on this thread.
     static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 fn single(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumulate: bool) {
+    let out = OutMap::row_major(c_rs);
     PACKED.with(|cell| match cell.try_borrow_mut() {
         Ok(mut bufs) => {
             let (pa, pb) = &mut *bufs;
-            blocked(c, c_rs, a, b, accumulate, pa, pb);
+            blocked(c, out, a, &b, accumulate, pa, pb);
         }
         // Only reachable if a kernel ever re-entered itself on this thread.
-        Err(_) => blocked(c, c_rs, a, b, accumulate, &mut Vec::new(), &mut Vec::new()),
+        Err(_) => blocked(c, out, a, &b, accumulate, &mut Vec::new(), &mut Vec::new()),
     });
 }
 
 /// The BLIS loop nest around the micro-kernel, on one thread.
 fn blocked(
     c: &mut [f32],
-    c_rs: usize,
+    out: OutMap,
     a: View<'_>,
-    b: View<'_>,
+    b: &impl PackB,
     accumulate: bool,
     pa: &mut Vec<f32>,
     pb: &mut Vec<f32>,
 ) {
-    let (m, n, k) = (a.rows, b.cols, a.cols);
+    let (m, k) = (a.rows, a.cols);
+    let n = b.dims().1;
     if k == 0 {
         if !accumulate {
             for i in 0..m {
-                c[i * c_rs..i * c_rs + n].fill(0.0);
+                for j in 0..n {
+                    c[out.at(i, j)] = 0.0;
+                }
             }
         }
         return;
@@ -120,7 +185,7 @@ fn blocked(
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            pack_b(b, pc, kc, jc, nc, pb);
+            b.pack(pc, kc, jc, nc, pb);
             let add = accumulate || pc > 0;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
@@ -128,11 +193,21 @@ fn blocked(
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
                     let bp = &pb[jr * kc..(jr + NR) * kc];
+                    let j = jc + jr;
+                    // A tile inside one block is a strided matrix; one across blocks goes
+                    // through `out.at` value by value. Divisions once per column panel.
+                    let (block, col) = (j / out.block_cols, j % out.block_cols);
+                    let inside = col + nr <= out.block_cols;
+                    let base = block * out.block_stride + col;
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
                         let ap = &pa[ir * kc..(ir + MR) * kc];
-                        let c = &mut c[(ic + ir) * c_rs + jc + jr..];
-                        tile(kc, ap, bp, c, c_rs, mr, nr, add);
+                        if inside {
+                            let c = &mut c[base + (ic + ir) * out.rs..];
+                            tile(kc, ap, bp, c, out.rs, mr, nr, add);
+                        } else {
+                            scattered_tile(kc, ap, bp, c, out, (ic + ir, j), (mr, nr), add);
+                        }
                     }
                 }
             }
@@ -244,6 +319,28 @@ fn tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, mr: usize
             }
         } else {
             row.copy_from_slice(src);
+        }
+    }
+}
+
+/// One `MR x NR` tile at `(i0, j0)` whose columns cross blocks of `out`.
+#[allow(clippy::too_many_arguments)]
+fn scattered_tile(
+    kc: usize,
+    ap: &[f32],
+    bp: &[f32],
+    c: &mut [f32],
+    out: OutMap,
+    (i0, j0): (usize, usize),
+    (mr, nr): (usize, usize),
+    add: bool,
+) {
+    let mut acc = [0f32; MR * NR];
+    tile(kc, ap, bp, &mut acc, NR, MR, NR, false);
+    for i in 0..mr {
+        for j in 0..nr {
+            let d = &mut c[out.at(i0 + i, j0 + j)];
+            *d = if add { *d + acc[i * NR + j] } else { acc[i * NR + j] };
         }
     }
 }
