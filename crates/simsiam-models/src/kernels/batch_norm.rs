@@ -213,33 +213,39 @@ impl Dims {
 }
 
 /// Sums `f(x, g)` over one channel's values of `x` and `g` (same layout): eight lanes in
-/// `T` within each plane, f64 across planes.
+/// `T` within each plane, f64 across planes. The CUDA kernels sum in the same order.
 #[inline(always)]
 fn channel_sums<T: Float>(x: &[T], g: &[T], d: Dims, ch: usize, f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
-    const LANES: usize = 8;
     let (mut total_a, mut total_b) = (0f64, 0f64);
     for i in 0..d.n {
         let start = (i * d.c + ch) * d.s;
-        let (xp, gp) = (&x[start..start + d.s], &g[start..start + d.s]);
-        let (mut a, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
-        let (xc, gc) = (xp.chunks_exact(LANES), gp.chunks_exact(LANES));
-        let (xr, gr) = (xc.remainder(), gc.remainder());
-        for (xq, gq) in xc.zip(gc) {
-            for l in 0..LANES {
-                let (u, v) = f(xq[l], gq[l]);
-                a[l] += u;
-                b[l] += v;
-            }
-        }
-        for (l, (&xv, &gv)) in xr.iter().zip(gr).enumerate() {
-            let (u, v) = f(xv, gv);
+        let (a, b) = plane_sums(&x[start..start + d.s], &g[start..start + d.s], &f);
+        total_a += a;
+        total_b += b;
+    }
+    (total_a, total_b)
+}
+
+/// [`channel_sums`] over one plane.
+#[inline(always)]
+fn plane_sums<T: Float>(xp: &[T], gp: &[T], f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
+    const LANES: usize = 8;
+    let (mut a, mut b) = ([T::zero(); LANES], [T::zero(); LANES]);
+    let (xc, gc) = (xp.chunks_exact(LANES), gp.chunks_exact(LANES));
+    let (xr, gr) = (xc.remainder(), gc.remainder());
+    for (xq, gq) in xc.zip(gc) {
+        for l in 0..LANES {
+            let (u, v) = f(xq[l], gq[l]);
             a[l] += u;
             b[l] += v;
         }
-        total_a += a.iter().map(|v| v.to_f64()).sum::<f64>();
-        total_b += b.iter().map(|v| v.to_f64()).sum::<f64>();
     }
-    (total_a, total_b)
+    for (l, (&xv, &gv)) in xr.iter().zip(gr).enumerate() {
+        let (u, v) = f(xv, gv);
+        a[l] += u;
+        b[l] += v;
+    }
+    (a.iter().map(|v| v.to_f64()).sum::<f64>(), b.iter().map(|v| v.to_f64()).sum::<f64>())
 }
 
 avx2_dispatch! {
@@ -332,14 +338,25 @@ fn channel_grad_sums_kernel<T: Float>(
     relu: bool,
 ) -> (f64, f64) {
     let zero = T::zero();
-    if relu {
-        channel_sums(x, dy, d, ch, |xv, g| {
-            let g = if (xv - m) * a + b <= zero { zero } else { g };
-            (g, g * (xv - m))
-        })
-    } else {
-        channel_sums(x, dy, d, ch, |xv, g| (g, g * (xv - m)))
+    let sums = |xv: T, g: T| (g, g * (xv - m));
+    if !relu {
+        return channel_sums(x, dy, d, ch, sums);
     }
+    // The masked plane first: a select in a loop of its own vectorises, one inside the lane
+    // sums branches per lane.
+    let mut masked = vec![zero; d.s];
+    let (mut total_a, mut total_b) = (0f64, 0f64);
+    for i in 0..d.n {
+        let start = (i * d.c + ch) * d.s;
+        let (xp, gp) = (&x[start..start + d.s], &dy[start..start + d.s]);
+        for ((o, &xv), &g) in masked.iter_mut().zip(xp).zip(gp) {
+            *o = if (xv - m) * a + b <= zero { zero } else { g };
+        }
+        let (sa, sb) = plane_sums(xp, &masked, sums);
+        total_a += sa;
+        total_b += sb;
+    }
+    (total_a, total_b)
 }
 
 avx2_dispatch! {
