@@ -108,6 +108,10 @@ fn target_columns() -> usize {
     })
 }
 
+/// Fewer output columns per thread than this stay in one chunk, whose product splits its
+/// rows over the threads instead (each thread then packs its rows of the weights only).
+const MIN_COLUMNS_PER_THREAD: usize = 256;
+
 /// Sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -157,6 +161,27 @@ impl Geometry {
         self.co * self.oh * self.ow
     }
 
+    /// Whether the forward pass unfolds straight into the product's panels: chunks of
+    /// samples on one thread each, and a shape [`panels`] takes.
+    fn unfolds_into_panels(&self) -> bool {
+        matches!(self.chunking().1, Parallelism::None) && panels::applies(self)
+    }
+
+    /// For a stride-1 convolution with a square kernel wider than 1x1 and padding below its
+    /// size: the convolution that gives its input gradient, `dx = conv(dy, flip(w)ᵀ)` with
+    /// padding `k - 1 - p`, when that one unfolds into panels (and has at least 16 output
+    /// channels, which a network's first layer, with 3, does not). It then replaces the
+    /// product into a column matrix and col2im.
+    fn input_grad_as_forward(&self) -> Option<Self> {
+        let k = self.kh;
+        if self.s != 1 || self.kw != k || k < 2 || self.p >= k || self.ci < 16 {
+            return None;
+        }
+        let (h, w, oh, ow) = (self.oh, self.ow, self.h, self.w);
+        let g = Self { n: self.n, ci: self.co, h, w, co: self.ci, oh, ow, s: 1, p: k - 1 - self.p, ..*self };
+        g.unfolds_into_panels().then_some(g)
+    }
+
     /// A 1x1, stride-1, unpadded convolution: im2col is the identity.
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.s == 1 && self.p == 0
@@ -167,7 +192,9 @@ impl Geometry {
         let threads = rayon::current_num_threads().max(1);
         let total = self.n * self.out_plane().max(1);
         let mut chunks = total.div_ceil(target_columns()).max(1);
-        if chunks > 1 {
+        // One chunk per thread as soon as each gets a few hundred columns: one chunk would
+        // unfold on one thread, and its threads would each pack all of the unfolded matrix.
+        if chunks > 1 || total >= threads * MIN_COLUMNS_PER_THREAD {
             chunks = chunks.div_ceil(threads) * threads;
         }
         let chunks = chunks.min(self.n).max(1);
@@ -301,7 +328,7 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
     let (nb, par) = g.chunking();
     let wm = MatRef::row_major(w, g.co, k);
     // Chunks on one thread each unfold straight into the product's panels where they can.
-    let direct = matches!(par, Parallelism::None) && panels::applies(g);
+    let direct = g.unfolds_into_panels();
     out.par_chunks_mut(nb * g.out_sample()).enumerate().for_each_init(
         || (Vec::new(), Vec::new(), Vec::new()),
         |(col, tmp, pad), (i, out)| {
@@ -330,7 +357,26 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
     out
 }
 
+/// `w: [co, ci, kh, kw]` as `[ci, co, kh, kw]`, each kernel rotated by 180 degrees.
+fn flip_transpose<T: Float>(w: &[T], g: &Geometry) -> Vec<T> {
+    let kk = g.kh * g.kw;
+    let mut out = vec![T::zero(); w.len()];
+    for o in 0..g.co {
+        for c in 0..g.ci {
+            let src = &w[(o * g.ci + c) * kk..][..kk];
+            let dst = &mut out[(c * g.co + o) * kk..][..kk];
+            for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = v;
+            }
+        }
+    }
+    out
+}
+
 fn input_grad<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
+    if let Some(tg) = g.input_grad_as_forward() {
+        return forward(dy, &flip_transpose(w, g), &tg);
+    }
     let (k, pp) = (g.k(), g.out_plane());
     let mut dx = vec![T::zero(); g.n * g.in_sample()];
     let (nb, par) = g.chunking();
@@ -722,13 +768,17 @@ mod tests {
             ([12, 4, 18, 18], [5, 4, 3, 3], 1, 0),
             ([24, 3, 32, 32], [4, 3, 2, 2], 2, 0),
             ([50, 3, 4, 12], [4, 3, 3, 3], 1, 1),
+            // Input gradients through the forward path: 3x3 and 5x5 kernels.
+            ([12, 16, 16, 16], [8, 16, 3, 3], 1, 1),
+            ([12, 20, 16, 16], [7, 20, 5, 5], 1, 2),
         ] {
             let geometry = Geometry::new(
                 (x[0], x[1], x[2], x[3]),
                 (w[0], w[1], w[2], w[3]),
                 Conv2dParams { stride, padding },
             )?;
-            assert!(geometry.chunking().0 < x[0] && panels::applies(&geometry), "{x:?}");
+            assert!(geometry.unfolds_into_panels(), "{x:?}");
+            assert_eq!(geometry.input_grad_as_forward().is_some(), x[1] >= 16, "{x:?}");
             check(&randn(&x, DType::F32)?, &randn(&w, DType::F32)?, Conv2dParams { stride, padding })?;
         }
         Ok(())
