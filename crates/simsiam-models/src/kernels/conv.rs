@@ -1,11 +1,14 @@
 //! Bias-free 2-D convolution (one group, no dilation) through im2col/col2im and `gemm`.
 //!
 //! The batch is cut into chunks of whole samples whose im2col matrices hold about
-//! [`target_columns`] columns each, so that late layers with small feature maps still feed
-//! `gemm` wide matrices; chunks run in parallel on rayon, each with a single-threaded `gemm`,
-//! and a batch that fits one chunk runs one `gemm` on all threads instead. 1x1 stride-1
-//! convolutions of a single sample skip im2col: the input already is the matrix. 3x3,
-//! stride-1, padding-1 `f32` convolutions take the Winograd path instead ([`winograd`]).
+//! [`target_columns`] columns each, at least one chunk per thread once each gets
+//! [`MIN_COLUMNS_PER_THREAD`]; chunks run in parallel on rayon, each with a single-threaded
+//! product, and a batch that fits one chunk runs one product on all threads instead. Chunks
+//! whose shape [`panels`] takes unfold straight into the product's packed panels instead of an
+//! im2col matrix; stride-1 input gradients are forward convolutions with flipped weights
+//! instead of col2im. 1x1 stride-1 convolutions of a single sample skip im2col: the input
+//! already is the matrix. With `SIMSIAM_WINOGRAD=1`, 3x3, stride-1, padding-1 `f32`
+//! convolutions take the Winograd path instead ([`winograd`]).
 
 use std::sync::OnceLock;
 
