@@ -173,8 +173,8 @@ impl Geometry {
     /// For a stride-1 convolution with a square kernel wider than 1x1 and padding below its
     /// size: the convolution that gives its input gradient, `dx = conv(dy, flip(w)ᵀ)` with
     /// padding `k - 1 - p`, when that one unfolds into panels (and has at least 16 output
-    /// channels, which a network's first layer, with 3, does not). It then replaces the
-    /// product into a column matrix and col2im.
+    /// channels, which a network's first layer, with 3, does not), in place of a product into
+    /// a column matrix and col2im.
     fn input_grad_as_forward(&self) -> Option<Self> {
         let k = self.kh;
         if self.s != 1 || self.kw != k || k < 2 || self.p >= k || self.ci < 16 {

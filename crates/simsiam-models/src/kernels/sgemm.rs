@@ -533,4 +533,41 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn blocked_outputs_take_every_tile_inside_and_across_blocks() {
+        if !available() {
+            eprintln!("skipped: this CPU lacks AVX2/FMA, so sgemm is never used here");
+            return;
+        }
+        // Columns in blocks of 16 (every tile inside one) and of 5 and 21 (tiles across
+        // blocks), blocks `stride` apart with a gap, as a convolution's `[m, co, pp]` output.
+        for &(m, n, k, block_cols) in &[(13, 64, 40, 16), (7, 35, 300, 5), (20, 50, 9, 21), (6, 16, 0, 5)] {
+            let ad = values(m * k, 3);
+            let bd = values(k * n, 4);
+            let a = View { data: &ad, rows: m, cols: k, rs: k, cs: 1 };
+            let b = View { data: &bd, rows: k, cols: n, rs: n, cs: 1 };
+            let stride = m * block_cols + 3;
+            let out = OutMap { rs: block_cols, block_cols, block_stride: stride };
+            let want = naive(a, b);
+            let mut c = vec![0.5f32; n.div_ceil(block_cols) * stride];
+            sgemm_packed(&mut c, out, a, &b, true);
+            let mut touched = vec![false; c.len()];
+            for i in 0..m {
+                for j in 0..n {
+                    let at = out.at(i, j);
+                    touched[at] = true;
+                    let got = c[at] as f64;
+                    assert!((got - want[i * n + j] - 0.5).abs() < 1e-3, "{m}x{n}x{k}/{block_cols} ({i},{j})");
+                }
+            }
+            assert!(c.iter().zip(&touched).all(|(&v, &t)| t || v == 0.5), "wrote outside the map");
+            sgemm_packed(&mut c, out, a, &b, false);
+            for i in 0..m {
+                for j in 0..n {
+                    assert!((c[out.at(i, j)] as f64 - want[i * n + j]).abs() < 1e-3);
+                }
+            }
+        }
+    }
 }

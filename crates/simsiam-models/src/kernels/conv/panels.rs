@@ -9,8 +9,8 @@ use super::Geometry;
 use crate::kernels::sgemm::{self, NR, OutMap, PackB, View};
 
 /// Whether [`forward`] takes `g`: our `f32` product, output planes of whole register tiles
-/// (so that no tile straddles two samples), and a kernel wider than 1x1 (whose im2col matrix
-/// is no larger than the input, and cheaper to pack from).
+/// (so that no tile straddles two samples), and a kernel wider than 1x1 (a 1x1 kernel's
+/// im2col matrix is no larger than its input, and packs faster from there).
 pub(super) fn applies(g: &Geometry) -> bool {
     sgemm::available() && g.out_plane() % NR == 0 && g.kh * g.kw > 1
 }
