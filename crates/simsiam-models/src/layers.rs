@@ -134,7 +134,7 @@ impl BatchNorm {
         }
         let x = &self.input(x)?;
         let residual = &self.input(residual)?;
-        let wb = self.weight_and_bias.as_ref().map(|(w, b)| (w, b));
+        let wb = self.weight_and_bias();
         let (y, stats) = kernels::batch_norm_add_relu_train(x, wb, self.eps, residual)?;
         self.update_running(stats)?;
         Ok(y)
@@ -148,7 +148,7 @@ impl BatchNorm {
 
     fn forward_train(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let x = &self.input(x)?;
-        let wb = self.weight_and_bias.as_ref().map(|(w, b)| (w, b));
+        let wb = self.weight_and_bias();
         let (y, stats) = kernels::batch_norm_train(x, wb, self.eps, relu)?;
         self.update_running(stats)?;
         Ok(y)

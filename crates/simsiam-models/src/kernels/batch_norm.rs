@@ -192,6 +192,14 @@ struct Saved {
     shift: Vec<f64>,
 }
 
+/// Stores a forward pass's statistics in its op's cell, which a second run would overwrite.
+fn keep(cell: &OnceLock<Saved>, saved: Saved, op: &str) -> Result<()> {
+    if cell.set(saved).is_err() {
+        candle::bail!("{op}: an op instance runs once");
+    }
+    Ok(())
+}
+
 /// The input's sizes: `n` samples, `c` channels, `s` positions per channel.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
@@ -524,9 +532,7 @@ impl BatchNormOp {
                 None => None,
             };
             let (y, saved) = forward(x, d, wb, op.eps, op.relu, None);
-            if op.saved.set(saved).is_err() {
-                candle::bail!("{NAME}: an op instance runs once");
-            }
+            keep(&op.saved, saved, NAME)?;
             Ok(y)
         }
         Ok(match x {
@@ -547,9 +553,7 @@ impl BatchNormOp {
         let d = Dims::new(lx.shape());
         let (y, [mean, var, invstd, mean_t, scale, shift]) =
             super::cuda::batch_norm_fwd(x, lx, wb, (d.n, d.c, d.s), self.eps, self.relu)?;
-        if self.saved.set(Saved { mean, var, invstd, mean_t, scale, shift }).is_err() {
-            candle::bail!("simsiam-batch-norm: an op instance runs once");
-        }
+        keep(&self.saved, Saved { mean, var, invstd, mean_t, scale, shift }, "simsiam-batch-norm")?;
         Ok(y)
     }
 
@@ -677,9 +681,7 @@ impl AddReluOp {
                 None => None,
             };
             let (y, saved) = forward(x, d, wb, op.eps, true, Some(r));
-            if op.saved.set(saved).is_err() {
-                candle::bail!("{name}: an op instance runs once");
-            }
+            keep(&op.saved, saved, name)?;
             Ok(y)
         }
         Ok(match x {

@@ -136,6 +136,7 @@ pub(crate) fn sgemm_packed(c: &mut [f32], out: OutMap, a: View<'_>, b: &impl Pac
             let (pa, pb) = &mut *bufs;
             blocked(c, out, a, b, accumulate, pa, pb);
         }
+        // Only reachable if a kernel ever re-entered itself on this thread.
         Err(_) => blocked(c, out, a, b, accumulate, &mut Vec::new(), &mut Vec::new()),
     });
 }
@@ -146,15 +147,7 @@ thread_local! {
 }
 
 fn single(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumulate: bool) {
-    let out = OutMap::row_major(c_rs);
-    PACKED.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => {
-            let (pa, pb) = &mut *bufs;
-            blocked(c, out, a, &b, accumulate, pa, pb);
-        }
-        // Only reachable if a kernel ever re-entered itself on this thread.
-        Err(_) => blocked(c, out, a, &b, accumulate, &mut Vec::new(), &mut Vec::new()),
-    });
+    sgemm_packed(c, OutMap::row_major(c_rs), a, &b, accumulate);
 }
 
 /// The BLIS loop nest around the micro-kernel, on one thread.
