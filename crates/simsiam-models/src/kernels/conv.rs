@@ -6,7 +6,8 @@
 //! product, and a batch that fits one chunk runs one product on all threads instead. Chunks
 //! whose shape [`panels`] takes unfold straight into the product's packed panels instead of an
 //! im2col matrix; stride-1 input gradients are forward convolutions with flipped weights
-//! instead of col2im. 1x1 stride-1 convolutions of a single sample skip im2col: the input
+//! instead of col2im. `f32` weight gradients pack both operands straight from the tensors
+//! ([`weight_panels`]). 1x1 stride-1 convolutions of a single sample skip im2col: the input
 //! already is the matrix. With `SIMSIAM_WINOGRAD=1`, 3x3, stride-1, padding-1 `f32`
 //! convolutions take the Winograd path instead ([`winograd`]).
 
@@ -17,9 +18,10 @@ use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, Parallelism, matmul};
-use super::{Float, contiguous_slice, on_fast_path};
+use super::{Float, contiguous_slice, on_fast_path, sgemm};
 
 mod panels;
+mod weight_panels;
 mod winograd;
 
 /// Stride and zero padding of a convolution, the same along both axes.
@@ -78,8 +80,8 @@ pub fn conv2d_input_grad(
     dy.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &ConvInputGrad { params, h, w })
 }
 
-/// The gradient of [`conv2d`] with respect to its weight, for a `kh x kw` kernel: im2col and
-/// `gemm`, summed over the batch. Not differentiable.
+/// The gradient of [`conv2d`] with respect to its weight, for a `kh x kw` kernel: one matrix
+/// product over the whole batch. Not differentiable.
 ///
 /// # Shapes
 /// - `x`: `[batch, in, h, w]`, `dy`: `[batch, out, oh, ow]`
@@ -405,6 +407,13 @@ fn input_grad<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
 
 fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let k = g.k();
+    if sgemm::available() {
+        let mut dw = vec![T::zero(); g.co * k];
+        if let (Some(x), Some(dy), Some(out)) = (T::as_f32(x), T::as_f32(dy), T::as_f32_mut(&mut dw)) {
+            weight_panels::weight_grad(x, dy, g, out);
+            return dw;
+        }
+    }
     let (nb, par) = g.chunking();
     let chunks = g.n.div_ceil(nb);
     let groups = rayon::current_num_threads().clamp(1, chunks);
@@ -783,6 +792,37 @@ mod tests {
             assert!(geometry.unfolds_into_panels(), "{x:?}");
             assert_eq!(geometry.input_grad_as_forward().is_some(), x[1] >= 16, "{x:?}");
             check(&randn(&x, DType::F32)?, &randn(&w, DType::F32)?, Conv2dParams { stride, padding })?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn wide_weight_gradients_do_not_depend_on_the_thread_count() -> Result<()> {
+        if !sgemm::available() {
+            eprintln!("skipped: without AVX2/FMA, f32 weight gradients sum per thread group");
+            return Ok(());
+        }
+        // At least 128 columns of `dw` per thread on 3 threads, so the threads split columns:
+        // 3x3 stride 1 (eight-row packing), stride 2, and 1x1.
+        for &(x, w, stride, padding) in &[
+            ([12, 48, 16, 16], [7, 48, 3, 3], 1, 1),
+            ([12, 48, 9, 9], [4, 48, 3, 3], 2, 1),
+            ([12, 400, 4, 4], [9, 400, 1, 1], 2, 0),
+        ] {
+            let params = Conv2dParams { stride, padding };
+            let x = randn(&x, DType::F32)?;
+            let dy = randn(conv2d(&x, &randn(&w, DType::F32)?, params)?.dims(), DType::F32)?;
+            let grad = |threads: usize| -> Result<Vec<f32>> {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(candle::Error::wrap)?;
+                pool.install(|| conv2d_weight_grad(&x, &dy, params, (w[2], w[3]))?.flatten_all()?.to_vec1())
+            };
+            let one = grad(1)?;
+            for threads in [2, 3] {
+                assert!(one == grad(threads)?, "{x:?} {w:?} on {threads} threads");
+            }
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 /// Rows of the register tile.
-const MR: usize = 6;
+pub(crate) const MR: usize = 6;
 /// Columns of the register tile (two AVX vectors).
 pub(crate) const NR: usize = 16;
 /// Depth of a packed block: a `KC x NR` panel of `B` is 16 KiB, half of L1.
@@ -79,6 +79,27 @@ pub(crate) fn sgemm(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumu
     });
 }
 
+/// A left-hand operand that packs itself: a convolution's output gradient, `[m, co, pp]`,
+/// is read as the `[co, m * pp]` matrix its weight gradient needs without a reordering copy.
+pub(crate) trait PackA {
+    /// Rows and columns (the product's depth).
+    fn dims(&self) -> (usize, usize);
+
+    /// Packs rows `ic..ic + mc`, columns `pc..pc + kc` into `MR`-row panels, each `kc` groups
+    /// of `MR` values, zero-padding the last panel's missing rows.
+    fn pack(&self, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]);
+}
+
+impl PackA for View<'_> {
+    fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    fn pack(&self, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) {
+        pack_a(*self, ic, mc, pc, kc, dst);
+    }
+}
+
 /// A right-hand operand that packs itself: convolutions unfold their input straight into
 /// the panels ([`super::conv`]) instead of writing an im2col matrix first.
 pub(crate) trait PackB {
@@ -121,11 +142,12 @@ impl OutMap {
     }
 }
 
-/// `c = a x b` or `c += a x b` on this thread, `c` laid out by `out`, `b` packing itself.
-pub(crate) fn sgemm_packed(c: &mut [f32], out: OutMap, a: View<'_>, b: &impl PackB, accumulate: bool) {
+/// `c = a x b` or `c += a x b` on this thread, `c` laid out by `out`, both operands packing
+/// themselves.
+pub(crate) fn sgemm_packed(c: &mut [f32], out: OutMap, a: &impl PackA, b: &impl PackB, accumulate: bool) {
     let (k, n) = b.dims();
-    let m = a.rows;
-    assert!(a.cols == k && out.rs >= n.min(out.block_cols), "sgemm: mismatched shapes");
+    let (m, ak) = a.dims();
+    assert!(ak == k && out.rs >= n.min(out.block_cols), "sgemm: mismatched shapes");
     assert!(m == 0 || n == 0 || c.len() > out.at(m - 1, n - 1), "sgemm: output too short");
     assert!(available(), "sgemm: needs AVX2 and FMA");
     if m == 0 || n == 0 {
@@ -147,20 +169,20 @@ thread_local! {
 }
 
 fn single(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumulate: bool) {
-    sgemm_packed(c, OutMap::row_major(c_rs), a, &b, accumulate);
+    sgemm_packed(c, OutMap::row_major(c_rs), &a, &b, accumulate);
 }
 
 /// The BLIS loop nest around the micro-kernel, on one thread.
 fn blocked(
     c: &mut [f32],
     out: OutMap,
-    a: View<'_>,
+    a: &impl PackA,
     b: &impl PackB,
     accumulate: bool,
     pa: &mut Vec<f32>,
     pb: &mut Vec<f32>,
 ) {
-    let (m, k) = (a.rows, a.cols);
+    let (m, k) = a.dims();
     let n = b.dims().1;
     if k == 0 {
         if !accumulate {
@@ -182,7 +204,7 @@ fn blocked(
             let add = accumulate || pc > 0;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                pack_a(a, ic, mc, pc, kc, pa);
+                a.pack(ic, mc, pc, kc, pa);
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
                     let bp = &pb[jr * kc..(jr + NR) * kc];
@@ -339,61 +361,75 @@ fn scattered_tile(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     use super::{MR, NR};
 
     /// Packs `NR` columns of `kc` contiguous values each (column `j` at `src + j * cs`) into
     /// `kc` rows of `NR`: `dst[p * NR + j] = src[j * cs + p]`, eight rows at a time through
-    /// 8x8 register transposes.
+    /// [`pack_8_rows`].
     ///
     /// # Safety
     /// The CPU has AVX2; `src` points to `NR` columns of `kc` readable floats at stride `cs`
     /// and `dst` to `kc * NR` writable floats.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn pack_columns(src: *const f32, cs: usize, kc: usize, dst: *mut f32) {
+        let offsets: [usize; NR] = std::array::from_fn(|j| j * cs);
         let blocks = kc / 8;
         for blk in 0..blocks {
-            for half in 0..NR / 8 {
-                // SAFETY: rows `8 blk..8 blk + 8` of columns `8 half..8 half + 8` are in bounds
-                // (caller's contract).
-                unsafe {
-                    let col = |j: usize| _mm256_loadu_ps(src.add((half * 8 + j) * cs + blk * 8));
-                    let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
-                    let (c4, c5, c6, c7) = (col(4), col(5), col(6), col(7));
-                    let (t0, t1) = (_mm256_unpacklo_ps(c0, c1), _mm256_unpackhi_ps(c0, c1));
-                    let (t2, t3) = (_mm256_unpacklo_ps(c2, c3), _mm256_unpackhi_ps(c2, c3));
-                    let (t4, t5) = (_mm256_unpacklo_ps(c4, c5), _mm256_unpackhi_ps(c4, c5));
-                    let (t6, t7) = (_mm256_unpacklo_ps(c6, c7), _mm256_unpackhi_ps(c6, c7));
-                    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-                    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-                    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-                    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-                    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-                    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-                    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-                    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                    let rows = [
-                        _mm256_permute2f128_ps::<0x20>(u0, u4),
-                        _mm256_permute2f128_ps::<0x20>(u1, u5),
-                        _mm256_permute2f128_ps::<0x20>(u2, u6),
-                        _mm256_permute2f128_ps::<0x20>(u3, u7),
-                        _mm256_permute2f128_ps::<0x31>(u0, u4),
-                        _mm256_permute2f128_ps::<0x31>(u1, u5),
-                        _mm256_permute2f128_ps::<0x31>(u2, u6),
-                        _mm256_permute2f128_ps::<0x31>(u3, u7),
-                    ];
-                    for (q, row) in rows.into_iter().enumerate() {
-                        _mm256_storeu_ps(dst.add((blk * 8 + q) * NR + half * 8), row);
-                    }
-                }
-            }
+            // SAFETY: rows `8 blk..8 blk + 8` of every column are in bounds (caller's contract).
+            unsafe { pack_8_rows(src.add(blk * 8), &offsets, dst.add(blk * 8 * NR)) };
         }
         for p in blocks * 8..kc {
             for j in 0..NR {
                 // SAFETY: as above, for the remaining rows.
                 unsafe { *dst.add(p * NR + j) = *src.add(j * cs + p) };
+            }
+        }
+    }
+
+    /// Eight rows of a packed panel from `NR` columns of eight contiguous values each:
+    /// `dst[q * NR + j] = src[offsets[j] + q]` for `q < 8`, through two 8x8 register
+    /// transposes.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `src + offsets[j]` points to 8 readable floats for every `j`, and
+    /// `dst` to `8 * NR` writable floats.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) unsafe fn pack_8_rows(src: *const f32, offsets: &[usize; NR], dst: *mut f32) {
+        for half in 0..NR / 8 {
+            // SAFETY: each column's eight values are in bounds (caller's contract).
+            unsafe {
+                let col = |j: usize| _mm256_loadu_ps(src.add(offsets[half * 8 + j]));
+                let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+                let (c4, c5, c6, c7) = (col(4), col(5), col(6), col(7));
+                let (t0, t1) = (_mm256_unpacklo_ps(c0, c1), _mm256_unpackhi_ps(c0, c1));
+                let (t2, t3) = (_mm256_unpacklo_ps(c2, c3), _mm256_unpackhi_ps(c2, c3));
+                let (t4, t5) = (_mm256_unpacklo_ps(c4, c5), _mm256_unpackhi_ps(c4, c5));
+                let (t6, t7) = (_mm256_unpacklo_ps(c6, c7), _mm256_unpackhi_ps(c6, c7));
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let rows = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                for (q, row) in rows.into_iter().enumerate() {
+                    _mm256_storeu_ps(dst.add(q * NR + half * 8), row);
+                }
             }
         }
     }
@@ -544,7 +580,7 @@ mod tests {
             let out = OutMap { rs: block_cols, block_cols, block_stride: stride };
             let want = naive(a, b);
             let mut c = vec![0.5f32; n.div_ceil(block_cols) * stride];
-            sgemm_packed(&mut c, out, a, &b, true);
+            sgemm_packed(&mut c, out, &a, &b, true);
             let mut touched = vec![false; c.len()];
             for i in 0..m {
                 for j in 0..n {
@@ -555,7 +591,7 @@ mod tests {
                 }
             }
             assert!(c.iter().zip(&touched).all(|(&v, &t)| t || v == 0.5), "wrote outside the map");
-            sgemm_packed(&mut c, out, a, &b, false);
+            sgemm_packed(&mut c, out, &a, &b, false);
             for i in 0..m {
                 for j in 0..n {
                     assert!((c[out.at(i, j)] as f64 - want[i * n + j]).abs() < 1e-3);

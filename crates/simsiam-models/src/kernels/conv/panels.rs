@@ -21,7 +21,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], g: &Geometry, m: usize, out: &mut [f
     let wm = View { data: w, rows: g.co, cols: g.k(), rs: g.k(), cs: 1 };
     let pp = g.out_plane();
     let map = OutMap { rs: pp, block_cols: pp, block_stride: g.co * pp };
-    sgemm::sgemm_packed(&mut out[..m * g.out_sample()], map, wm, &panels, false);
+    sgemm::sgemm_packed(&mut out[..m * g.out_sample()], map, &wm, &panels, false);
 }
 
 /// The im2col matrix `[ci * kh * kw, m * oh * ow]` of `m` samples, read from the input
@@ -45,14 +45,21 @@ impl<'a> Im2colPanels<'a> {
         } else {
             buf.clear();
             buf.resize(m * g.ci * hp * wp, 0.0);
-            for (dst, src) in buf.chunks_exact_mut(hp * wp).zip(x.chunks_exact(g.h * g.w)) {
-                for (y, row) in src.chunks_exact(g.w).enumerate() {
-                    dst[(y + g.p) * wp + g.p..][..g.w].copy_from_slice(row);
-                }
-            }
+            pad_planes(x, g, buf);
             &buf[..]
         };
         Self { xpad, g: *g, m, hp, wp }
+    }
+}
+
+/// Copies the `h x w` planes of `x` into the middles of the zeroed `(h + 2p) x (w + 2p)`
+/// planes of `dst`.
+pub(super) fn pad_planes(x: &[f32], g: &Geometry, dst: &mut [f32]) {
+    let wp = g.w + 2 * g.p;
+    for (dst, src) in dst.chunks_exact_mut((g.h + 2 * g.p) * wp).zip(x.chunks_exact(g.h * g.w)) {
+        for (y, row) in src.chunks_exact(g.w).enumerate() {
+            dst[(y + g.p) * wp + g.p..][..g.w].copy_from_slice(row);
+        }
     }
 }
 

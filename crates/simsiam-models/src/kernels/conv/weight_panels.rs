@@ -1,0 +1,209 @@
+//! The weight gradient with both operands packed straight from the tensors:
+//! `dw[co, k] = dy[co, n * pp] x im2col(x)[k, n * pp]ᵀ`.
+//!
+//! No im2col matrix (`k` copies of the input, past L2) and no reordering copy of `dy`. Where
+//! `dw` is wide, the threads split its columns, so no partial sums of the whole `dw` are added
+//! up at the end, and each value is one sum over the batch in a fixed order, the same for any
+//! thread count; where it is narrow, they split the batch and add their partial sums in order.
+
+use rayon::prelude::*;
+
+use super::Geometry;
+use super::panels::pad_planes;
+use crate::kernels::sgemm::{self, MR, NR, OutMap, PackA, PackB};
+
+/// Fewer columns of `dw` per thread than this, and the threads split the batch instead: each
+/// thread packs all of `dy` in the column split, which costs more than the product where
+/// `dw` is narrow (a network's first layer, 1x1 convolutions).
+const MIN_COLUMNS_PER_THREAD: usize = 128;
+
+/// `dw: [co, ci, kh, kw] = Σ over the batch of dy ⋆ x`, on all threads.
+pub(super) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry, dw: &mut [f32]) {
+    let (hp, wp) = (g.h + 2 * g.p, g.w + 2 * g.p);
+    let mut buf = Vec::new();
+    let xpad = if g.p == 0 {
+        &x[..g.n * g.in_sample()]
+    } else {
+        buf.resize(g.n * g.ci * hp * wp, 0.0);
+        buf.par_chunks_mut(g.ci * hp * wp)
+            .zip(x.par_chunks(g.in_sample()))
+            .for_each(|(dst, src)| pad_planes(src, g, dst));
+        &buf[..]
+    };
+    let (k, depth) = (g.k(), g.n * g.out_plane());
+    let dw = &mut dw[..g.co * k];
+    // The product over depth `r0..r0 + len` and columns `col0..col0 + cols` into `out`.
+    let product = |(r0, len): (usize, usize), (col0, cols): (usize, usize), out: &mut [f32]| {
+        let a = ChannelsFirst { dy, co: g.co, pp: g.out_plane(), r0, depth: len };
+        let b = Im2colRows { xpad, g: *g, hp, wp, r0, depth: len, col0, cols };
+        sgemm::sgemm_packed(out, OutMap::row_major(cols), &a, &b, false);
+    };
+    let threads = rayon::current_num_threads().max(1);
+    if threads == 1 {
+        return product((0, depth), (0, k), dw);
+    }
+    if k >= threads * MIN_COLUMNS_PER_THREAD {
+        // Whole panels of columns per thread.
+        let per = k.div_ceil(NR).div_ceil(threads) * NR;
+        let parts: Vec<(usize, Vec<f32>)> = (0..k)
+            .into_par_iter()
+            .step_by(per)
+            .map(|col0| {
+                let cols = per.min(k - col0);
+                let mut out = vec![0.0; g.co * cols];
+                product((0, depth), (col0, cols), &mut out);
+                (col0, out)
+            })
+            .collect();
+        for (col0, part) in parts {
+            let cols = part.len() / g.co;
+            for (row, src) in dw.chunks_exact_mut(k).zip(part.chunks_exact(cols)) {
+                row[col0..col0 + cols].copy_from_slice(src);
+            }
+        }
+    } else {
+        // One partial `dw` per thread over its share of the batch, summed in order.
+        // Multiples of 8, so that the eight-row packing stays aligned to output rows.
+        let per = depth.div_ceil(threads).next_multiple_of(8);
+        let mut parts: Vec<Vec<f32>> = (0..depth)
+            .into_par_iter()
+            .step_by(per)
+            .map(|r0| {
+                let mut out = vec![0.0; g.co * k];
+                product((r0, per.min(depth - r0)), (0, k), &mut out);
+                out
+            })
+            .collect();
+        dw.copy_from_slice(&parts.swap_remove(0));
+        for part in parts {
+            for (d, v) in dw.iter_mut().zip(part) {
+                *d += v;
+            }
+        }
+    }
+}
+
+/// Columns `r0..r0 + depth` of `dy: [n, co, pp]` read as the `[co, n * pp]` matrix.
+struct ChannelsFirst<'a> {
+    dy: &'a [f32],
+    co: usize,
+    pp: usize,
+    r0: usize,
+    depth: usize,
+}
+
+impl PackA for ChannelsFirst<'_> {
+    fn dims(&self) -> (usize, usize) {
+        (self.co, self.depth)
+    }
+
+    fn pack(&self, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) {
+        for (panel, ir) in (0..mc).step_by(MR).enumerate() {
+            let dst = &mut dst[panel * MR * kc..(panel + 1) * MR * kc];
+            let rows = MR.min(mc - ir);
+            for i in 0..MR {
+                if i >= rows {
+                    for p in 0..kc {
+                        dst[p * MR + i] = 0.0;
+                    }
+                    continue;
+                }
+                let c = ic + ir + i;
+                // The depth range as runs inside one sample's plane.
+                let mut p = 0;
+                while p < kc {
+                    let r = self.r0 + pc + p;
+                    let (j, q) = (r / self.pp, r % self.pp);
+                    let len = (self.pp - q).min(kc - p);
+                    let src = &self.dy[(j * self.co + c) * self.pp + q..][..len];
+                    for (t, &v) in src.iter().enumerate() {
+                        dst[(p + t) * MR + i] = v;
+                    }
+                    p += len;
+                }
+            }
+        }
+    }
+}
+
+/// Rows `r0..r0 + depth`, columns `col0..col0 + cols` of the transposed im2col matrix
+/// `[n * oh * ow, ci * kh * kw]`, read from the input zero-padded to `[n, ci, h + 2p, w + 2p]`.
+struct Im2colRows<'a> {
+    xpad: &'a [f32],
+    g: Geometry,
+    /// Padded height and width.
+    hp: usize,
+    wp: usize,
+    r0: usize,
+    depth: usize,
+    col0: usize,
+    cols: usize,
+}
+
+impl PackB for Im2colRows<'_> {
+    fn dims(&self) -> (usize, usize) {
+        (self.depth, self.cols)
+    }
+
+    fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
+        let g = &self.g;
+        let (pp, plane) = (g.out_plane(), self.hp * self.wp);
+        let sample = g.ci * plane;
+        let kk = g.kh * g.kw;
+        for (panel, jr) in (0..nc).step_by(NR).enumerate() {
+            let dst = &mut dst[panel * NR * kc..(panel + 1) * NR * kc];
+            let cols = NR.min(nc - jr);
+            // Where each column's tap sits relative to its window's corner; a last panel's
+            // missing columns read the first one's, and are zeroed after.
+            let mut offsets = [0usize; NR];
+            for (t, o) in offsets.iter_mut().enumerate().take(cols) {
+                let col = self.col0 + jc + jr + t;
+                *o = col / kk * plane + col / g.kw % g.kh * self.wp + col % g.kw;
+            }
+            let first = offsets[0];
+            offsets[cols..].fill(first);
+            let mut p = 0;
+            while p < kc {
+                let r = self.r0 + pc + p;
+                let (j, q) = (r / pp, r % pp);
+                let (oy, ox) = (q / g.ow, q % g.ow);
+                let corner = j * sample + oy * g.s * self.wp + ox * g.s;
+                let d = &mut dst[p * NR..];
+                // Eight output positions along one row of a stride-1 convolution are eight
+                // contiguous values of every column.
+                if g.s == 1 && ox + 8 <= g.ow && p + 8 <= kc {
+                    pack_8_rows(&self.xpad[corner..], &offsets, &mut d[..8 * NR]);
+                    if cols < NR {
+                        d[..8 * NR].chunks_exact_mut(NR).for_each(|row| row[cols..].fill(0.0));
+                    }
+                    p += 8;
+                    continue;
+                }
+                for (v, &o) in d[..cols].iter_mut().zip(&offsets) {
+                    *v = self.xpad[corner + o];
+                }
+                d[cols..NR].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// `dst[q * NR + t] = src[offsets[t] + q]` for `q < 8`.
+#[inline(always)]
+fn pack_8_rows(src: &[f32], offsets: &[usize; NR], dst: &mut [f32]) {
+    let reach = offsets.iter().max().map_or(0, |&o| o + 8);
+    assert!(reach <= src.len() && dst.len() >= 8 * NR, "weight gradient packing out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `weight_grad` runs only where `sgemm::available` (AVX2); every column's eight
+    // values and the eight destination rows are in bounds (asserted above).
+    unsafe {
+        sgemm::x86::pack_8_rows(src.as_ptr(), offsets, dst.as_mut_ptr());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for q in 0..8 {
+        for (t, &o) in offsets.iter().enumerate() {
+            dst[q * NR + t] = src[o + q];
+        }
+    }
+}
