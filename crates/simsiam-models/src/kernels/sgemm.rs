@@ -95,6 +95,7 @@ impl PackA for View<'_> {
         (self.rows, self.cols)
     }
 
+    #[inline(always)]
     fn pack(&self, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) {
         pack_a(*self, ic, mc, pc, kc, dst);
     }
@@ -116,6 +117,7 @@ impl PackB for View<'_> {
         (self.rows, self.cols)
     }
 
+    #[inline(always)]
     fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
         pack_b(*self, pc, kc, jc, nc, dst);
     }
@@ -156,11 +158,45 @@ pub(crate) fn sgemm_packed(c: &mut [f32], out: OutMap, a: &impl PackA, b: &impl 
     PACKED.with(|cell| match cell.try_borrow_mut() {
         Ok(mut bufs) => {
             let (pa, pb) = &mut *bufs;
-            blocked(c, out, a, b, accumulate, pa, pb);
+            blocked_avx2(c, out, a, b, accumulate, pa, pb);
         }
         // Only reachable if a kernel ever re-entered itself on this thread.
-        Err(_) => blocked(c, out, a, b, accumulate, &mut Vec::new(), &mut Vec::new()),
+        Err(_) => blocked_avx2(c, out, a, b, accumulate, &mut Vec::new(), &mut Vec::new()),
     });
+}
+
+/// [`blocked`] with the packing compiled for AVX2 (the packers are inlined into it): a
+/// baseline x86-64 build turns their 32- and 64-byte copies into `memcpy` calls.
+#[allow(clippy::too_many_arguments)]
+fn blocked_avx2(
+    c: &mut [f32],
+    out: OutMap,
+    a: &impl PackA,
+    b: &impl PackB,
+    accumulate: bool,
+    pa: &mut Vec<f32>,
+    pb: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        fn avx2(
+            c: &mut [f32],
+            out: OutMap,
+            a: &impl PackA,
+            b: &impl PackB,
+            accumulate: bool,
+            pa: &mut Vec<f32>,
+            pb: &mut Vec<f32>,
+        ) {
+            blocked(c, out, a, b, accumulate, pa, pb);
+        }
+        // SAFETY: `sgemm_packed` asserted that this CPU has AVX2 and FMA.
+        unsafe { avx2(c, out, a, b, accumulate, pa, pb) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    blocked(c, out, a, b, accumulate, pa, pb);
 }
 
 thread_local! {
@@ -173,6 +209,7 @@ fn single(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumulate: bool
 }
 
 /// The BLIS loop nest around the micro-kernel, on one thread.
+#[inline(always)]
 fn blocked(
     c: &mut [f32],
     out: OutMap,
@@ -232,6 +269,7 @@ fn blocked(
 
 /// Packs rows `ic..ic + mc`, columns `pc..pc + kc` of `a` into `MR`-row panels, each `kc`
 /// groups of `MR` values, zero-padding the last panel.
+#[inline(always)]
 fn pack_a(a: View<'_>, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) {
     for (panel, ir) in (0..mc).step_by(MR).enumerate() {
         let dst = &mut dst[panel * MR * kc..(panel + 1) * MR * kc];
@@ -260,6 +298,7 @@ fn pack_a(a: View<'_>, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f3
 
 /// Packs rows `pc..pc + kc`, columns `jc..jc + nc` of `b` into `NR`-column panels, each `kc`
 /// rows of `NR` values, zero-padding the last panel.
+#[inline(always)]
 fn pack_b(b: View<'_>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
     for (panel, jr) in (0..nc).step_by(NR).enumerate() {
         let dst = &mut dst[panel * NR * kc..(panel + 1) * NR * kc];
@@ -441,6 +480,7 @@ pub(crate) mod x86 {
     /// The CPU has AVX2 and FMA; `a` and `b` point to `kc * MR` and `kc * NR` floats; `c` to
     /// `MR` rows of `NR` writable floats at stride `c_rs`.
     #[target_feature(enable = "avx2,fma")]
+    #[inline(never)]
     pub(super) unsafe fn micro_kernel(
         kc: usize,
         a: *const f32,

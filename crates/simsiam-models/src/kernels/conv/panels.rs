@@ -63,16 +63,33 @@ pub(super) fn pad_planes(x: &[f32], g: &Geometry, dst: &mut [f32]) {
     }
 }
 
-/// Copies `src[..d.len()]` into `d`, with fixed-length moves for a register tile's common
-/// runs (one output row of 16, 8 or 4 positions) instead of a `memcpy` call.
+/// Copies `src[..d.len()]` into `d`, with vector moves for a register tile's common runs
+/// (one output row of 16, 8 or 4 positions) instead of a `memcpy` call (LLVM merges
+/// fixed-length `copy_from_slice` arms back into one variable-length call).
 #[inline(always)]
 fn copy_run(d: &mut [f32], src: &[f32]) {
-    match d.len() {
-        16 => d.copy_from_slice(&src[..16]),
-        8 => d.copy_from_slice(&src[..8]),
-        4 => d.copy_from_slice(&src[..4]),
-        n => d.copy_from_slice(&src[..n]),
+    let n = d.len();
+    let src = &src[..n];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_loadu_ps, _mm_storeu_ps, _mm256_loadu_ps, _mm256_storeu_ps};
+        let (s, t) = (src.as_ptr(), d.as_mut_ptr());
+        // SAFETY: both slices hold `n` floats; this packing runs only inside `sgemm`, which
+        // asserted that this CPU has AVX2.
+        unsafe {
+            match n {
+                16 => {
+                    _mm256_storeu_ps(t, _mm256_loadu_ps(s));
+                    _mm256_storeu_ps(t.add(8), _mm256_loadu_ps(s.add(8)));
+                    return;
+                }
+                8 => return _mm256_storeu_ps(t, _mm256_loadu_ps(s)),
+                4 => return _mm_storeu_ps(t, _mm_loadu_ps(s)),
+                _ => {}
+            }
+        }
     }
+    d.copy_from_slice(src);
 }
 
 impl PackB for Im2colPanels<'_> {
@@ -80,6 +97,7 @@ impl PackB for Im2colPanels<'_> {
         (self.g.k(), self.m * self.g.out_plane())
     }
 
+    #[inline(always)]
     fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
         let g = &self.g;
         let (pp, plane) = (g.out_plane(), self.hp * self.wp);

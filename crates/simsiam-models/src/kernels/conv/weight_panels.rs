@@ -97,6 +97,7 @@ impl PackA for ChannelsFirst<'_> {
         (self.co, self.depth)
     }
 
+    #[inline(always)]
     fn pack(&self, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) {
         for (panel, ir) in (0..mc).step_by(MR).enumerate() {
             let dst = &mut dst[panel * MR * kc..(panel + 1) * MR * kc];
@@ -145,6 +146,7 @@ impl PackB for Im2colRows<'_> {
         (self.depth, self.cols)
     }
 
+    #[inline(always)]
     fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
         let g = &self.g;
         let (pp, plane) = (g.out_plane(), self.hp * self.wp);
