@@ -274,24 +274,66 @@ fn pack_a(a: View<'_>, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f3
     for (panel, ir) in (0..mc).step_by(MR).enumerate() {
         let dst = &mut dst[panel * MR * kc..(panel + 1) * MR * kc];
         let rows = MR.min(mc - ir);
+        if a.cs == 1 {
+            let start = |i: usize| (ic + ir + i) * a.rs + pc;
+            // One run: each row is contiguous over the whole panel.
+            pack_panel_rows(|i, p, len| &a.data[start(i) + p..][..len], |_| kc, rows, kc, dst);
+            continue;
+        }
         for i in 0..MR {
-            if i >= rows {
-                for p in 0..kc {
-                    dst[p * MR + i] = 0.0;
-                }
-                continue;
+            for p in 0..kc {
+                dst[p * MR + i] = if i < rows { a.at(ic + ir + i, pc + p) } else { 0.0 };
             }
-            let row = ic + ir + i;
-            if a.cs == 1 {
-                let src = &a.data[row * a.rs + pc..][..kc];
-                for (p, &v) in src.iter().enumerate() {
-                    dst[p * MR + i] = v;
-                }
-            } else {
-                for p in 0..kc {
-                    dst[p * MR + i] = a.at(row, pc + p);
-                }
+        }
+    }
+}
+
+/// Packs one `MR`-row panel of `kc` steps from `rows` rows whose values lie in contiguous
+/// runs: `row(i, p, len)` is row `i`'s steps `p..p + len`, where `run(p)` (at least `len`)
+/// is the length of the run that starts at step `p`, the same for every row. Rows
+/// `rows..MR` are zeros.
+#[inline(always)]
+pub(crate) fn pack_panel_rows<'a>(
+    row: impl Fn(usize, usize, usize) -> &'a [f32],
+    run: impl Fn(usize) -> usize,
+    rows: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    let rows = rows.min(MR);
+    let mut p = 0;
+    while p < kc {
+        let len = run(p).min(kc - p);
+        let srcs: [&[f32]; MR] = std::array::from_fn(|i| if i < rows { &row(i, p, len)[..len] } else { &[] });
+        let mut t = 0;
+        while t + 8 <= len {
+            pack_8_steps(&srcs, t, rows, &mut dst[(p + t) * MR..(p + t + 8) * MR]);
+            t += 8;
+        }
+        for q in t..len {
+            for (i, src) in srcs.iter().enumerate() {
+                dst[(p + q) * MR + i] = if i < rows { src[q] } else { 0.0 };
             }
+        }
+        p += len;
+    }
+}
+
+/// `dst[q * MR + i] = srcs[i][t + q]` for `q < 8`, `i < rows`; zeros for the other rows.
+#[inline(always)]
+fn pack_8_steps(srcs: &[&[f32]; MR], t: usize, rows: usize, dst: &mut [f32]) {
+    assert!(srcs[..rows].iter().all(|s| s.len() >= t + 8) && dst.len() >= 8 * MR, "sgemm: packing");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: sgemm's packing runs only after `sgemm_packed` asserted AVX2; the rows and
+    // `dst` are long enough (asserted above; `pack_panel_rows` keeps `rows <= MR`).
+    unsafe {
+        let ptrs = std::array::from_fn(|i| srcs[i].as_ptr().wrapping_add(t));
+        x86::pack_6x8(&ptrs, rows, dst.as_mut_ptr());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for q in 0..8 {
+        for i in 0..MR {
+            dst[q * MR + i] = if i < rows { srcs[i][t + q] } else { 0.0 };
         }
     }
 }
@@ -441,36 +483,65 @@ pub(crate) mod x86 {
         for half in 0..NR / 8 {
             // SAFETY: each column's eight values are in bounds (caller's contract).
             unsafe {
-                let col = |j: usize| _mm256_loadu_ps(src.add(offsets[half * 8 + j]));
-                let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
-                let (c4, c5, c6, c7) = (col(4), col(5), col(6), col(7));
-                let (t0, t1) = (_mm256_unpacklo_ps(c0, c1), _mm256_unpackhi_ps(c0, c1));
-                let (t2, t3) = (_mm256_unpacklo_ps(c2, c3), _mm256_unpackhi_ps(c2, c3));
-                let (t4, t5) = (_mm256_unpacklo_ps(c4, c5), _mm256_unpackhi_ps(c4, c5));
-                let (t6, t7) = (_mm256_unpacklo_ps(c6, c7), _mm256_unpackhi_ps(c6, c7));
-                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                let rows = [
-                    _mm256_permute2f128_ps::<0x20>(u0, u4),
-                    _mm256_permute2f128_ps::<0x20>(u1, u5),
-                    _mm256_permute2f128_ps::<0x20>(u2, u6),
-                    _mm256_permute2f128_ps::<0x20>(u3, u7),
-                    _mm256_permute2f128_ps::<0x31>(u0, u4),
-                    _mm256_permute2f128_ps::<0x31>(u1, u5),
-                    _mm256_permute2f128_ps::<0x31>(u2, u6),
-                    _mm256_permute2f128_ps::<0x31>(u3, u7),
-                ];
-                for (q, row) in rows.into_iter().enumerate() {
+                let cols = std::array::from_fn(|j| _mm256_loadu_ps(src.add(offsets[half * 8 + j])));
+                for (q, row) in transpose8(cols).into_iter().enumerate() {
                     _mm256_storeu_ps(dst.add(q * NR + half * 8), row);
                 }
             }
         }
+    }
+
+    /// Eight steps of an `MR`-row panel of `A`: `dst[q * MR + i] = rows[i][q]` for `q < 8`,
+    /// zeros for rows `count..MR`, through an 8x8 register transpose whose rows are stored
+    /// overlapping (each 8-wide store's last two values are overwritten by the next one).
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `rows[i]` points to 8 readable floats for `i < count <= MR`, and
+    /// `dst` to `8 * MR` writable floats.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) unsafe fn pack_6x8(rows: &[*const f32; MR], count: usize, dst: *mut f32) {
+        // SAFETY: the reads and writes stay in the ranges of the caller's contract: stores
+        // `q < 7` write `dst[6q..6q + 8]`, inside `8 * MR`, and the last writes six values.
+        unsafe {
+            let c = std::array::from_fn(|i| {
+                if i < count.min(MR) { _mm256_loadu_ps(rows[i]) } else { _mm256_setzero_ps() }
+            });
+            let t = transpose8(c);
+            for (q, &row) in t.iter().enumerate().take(7) {
+                _mm256_storeu_ps(dst.add(q * MR), row);
+            }
+            _mm_storeu_ps(dst.add(7 * MR), _mm256_castps256_ps128(t[7]));
+            _mm_storel_pd(dst.add(7 * MR + 4).cast(), _mm_castps_pd(_mm256_extractf128_ps::<1>(t[7])));
+        }
+    }
+
+    /// The transpose of an 8x8 block held as eight rows.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn transpose8(c: [__m256; 8]) -> [__m256; 8] {
+        let (t0, t1) = (_mm256_unpacklo_ps(c[0], c[1]), _mm256_unpackhi_ps(c[0], c[1]));
+        let (t2, t3) = (_mm256_unpacklo_ps(c[2], c[3]), _mm256_unpackhi_ps(c[2], c[3]));
+        let (t4, t5) = (_mm256_unpacklo_ps(c[4], c[5]), _mm256_unpackhi_ps(c[4], c[5]));
+        let (t6, t7) = (_mm256_unpacklo_ps(c[6], c[7]), _mm256_unpackhi_ps(c[6], c[7]));
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
     }
 
     /// `c[i * c_rs + j] (+)= sum over p < kc of a[p*MR + i] * b[p*NR + j]` for the full

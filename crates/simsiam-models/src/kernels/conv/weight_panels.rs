@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::Geometry;
 use super::panels::pad_planes;
-use crate::kernels::sgemm::{self, MR, NR, OutMap, PackA, PackB};
+use crate::kernels::sgemm::{self, MR, NR, OutMap, PackA, PackB, pack_panel_rows};
 
 /// Fewer columns of `dw` per thread than this, and the threads split the batch instead: each
 /// thread packs all of `dy` in the column split, which costs more than the product where
@@ -99,30 +99,16 @@ impl PackA for ChannelsFirst<'_> {
 
     #[inline(always)]
     fn pack(&self, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) {
+        let pp = self.pp;
         for (panel, ir) in (0..mc).step_by(MR).enumerate() {
             let dst = &mut dst[panel * MR * kc..(panel + 1) * MR * kc];
-            let rows = MR.min(mc - ir);
-            for i in 0..MR {
-                if i >= rows {
-                    for p in 0..kc {
-                        dst[p * MR + i] = 0.0;
-                    }
-                    continue;
-                }
-                let c = ic + ir + i;
-                // The depth range as runs inside one sample's plane.
-                let mut p = 0;
-                while p < kc {
-                    let r = self.r0 + pc + p;
-                    let (j, q) = (r / self.pp, r % self.pp);
-                    let len = (self.pp - q).min(kc - p);
-                    let src = &self.dy[(j * self.co + c) * self.pp + q..][..len];
-                    for (t, &v) in src.iter().enumerate() {
-                        dst[(p + t) * MR + i] = v;
-                    }
-                    p += len;
-                }
-            }
+            // Step `p` is position `q` of sample `j`'s plane: runs end with the plane.
+            let at = |p: usize| ((self.r0 + pc + p) / pp, (self.r0 + pc + p) % pp);
+            let row = |i: usize, p: usize, len: usize| {
+                let (j, q) = at(p);
+                &self.dy[(j * self.co + ic + ir + i) * pp + q..][..len]
+            };
+            pack_panel_rows(row, |p| pp - at(p).1, MR.min(mc - ir), kc, dst);
         }
     }
 }
