@@ -416,7 +416,7 @@ fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     }
     let (nb, par) = g.chunking();
     let chunks = g.n.div_ceil(nb);
-    let groups = rayon::current_num_threads().clamp(1, chunks);
+    let groups = rayon::current_num_threads().min(chunks).max(1);
     // One accumulator per group of consecutive chunks, summed at the end.
     let mut partials: Vec<Vec<T>> = (0..groups)
         .into_par_iter()
@@ -822,6 +822,21 @@ mod tests {
             let one = grad(1)?;
             for threads in [2, 3] {
                 assert!(one == grad(threads)?, "{x:?} {w:?} on {threads} threads");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_batch_has_zero_weight_gradients() -> Result<()> {
+        for dtype in [DType::F32, DType::F64] {
+            // Narrow (the threads would split the batch) and wide (they split columns).
+            for (ci, co) in [(3, 4), (48, 8)] {
+                let x = randn(&[0, ci, 5, 5], dtype)?;
+                let dy = randn(&[0, co, 5, 5], dtype)?;
+                let dw = conv2d_weight_grad(&x, &dy, Conv2dParams { stride: 1, padding: 1 }, (3, 3))?;
+                assert_eq!(dw.dims(), [co, ci, 3, 3]);
+                assert_eq!(dw.abs()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?, 0.0);
             }
         }
         Ok(())

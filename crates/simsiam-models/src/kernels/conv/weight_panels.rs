@@ -32,6 +32,10 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry, dw: &mut [f32]) {
     };
     let (k, depth) = (g.k(), g.n * g.out_plane());
     let dw = &mut dw[..g.co * k];
+    if depth == 0 {
+        dw.fill(0.0);
+        return;
+    }
     // The product over depth `r0..r0 + len` and columns `col0..col0 + cols` into `out`.
     let product = |(r0, len): (usize, usize), (col0, cols): (usize, usize), out: &mut [f32]| {
         let a = ChannelsFirst { dy, co: g.co, pp: g.out_plane(), r0, depth: len };
