@@ -560,6 +560,14 @@ pub(crate) mod x86 {
         c_rs: usize,
         add: bool,
     ) {
+        // The tile of `c` is read (or written) only after the loop: fetch its lines now, so
+        // the misses overlap the products instead of stalling the epilogue.
+        for i in 0..MR {
+            // Prefetches never fault; the addresses are row `i` of the tile.
+            let row = c_out.wrapping_add(i * c_rs);
+            _mm_prefetch::<_MM_HINT_T0>(row.cast());
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR - 1).cast());
+        }
         let mut c = [[_mm256_setzero_ps(); 2]; MR];
         let (mut a, mut b) = (a, b);
         // One step of depth `p` ahead of the pointers.
