@@ -28,7 +28,9 @@ fn tolerances(dtype: DType) -> (f64, f64) {
 }
 
 /// The relative error allowed for parameter gradients: as [`tolerances`], except 2e-4 in
-/// float32 when `SIMSIAM_WINOGRAD=1` sends 3x3 convolutions through Winograd F(2x2, 3x3).
+/// float32 when `SIMSIAM_WINOGRAD=1` sends 3x3 convolutions through Winograd F(2x2, 3x3)
+/// (`cargo xtask ci` runs these tests that way too; by default only wide maps and 512-channel
+/// layers take it, and these fixtures have neither).
 /// Winograd rounds differently from PyTorch's direct convolution, and gradients are sums over
 /// the batch that cancel (BN parameters most): measured on these fixtures, at most 9.3e-5
 /// with im2col and 1.2e-4 with Winograd. The convolutions themselves match direct sums within

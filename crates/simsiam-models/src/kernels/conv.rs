@@ -8,8 +8,9 @@
 //! im2col matrix; stride-1 input gradients are forward convolutions with flipped weights
 //! instead of col2im. `f32` weight gradients pack both operands straight from the tensors
 //! ([`weight_panels`]). 1x1 stride-1 convolutions of a single sample skip im2col: the input
-//! already is the matrix. With `SIMSIAM_WINOGRAD=1`, 3x3, stride-1, padding-1 `f32`
-//! convolutions take the Winograd path instead ([`winograd`]).
+//! already is the matrix. 3x3, stride-1, padding-1 `f32` convolutions on wide maps or with
+//! 512 channels take the Winograd path instead ([`winograd`]; `SIMSIAM_WINOGRAD=0` turns it
+//! off, `=1` takes it wherever it fits).
 
 use std::sync::OnceLock;
 

@@ -14,20 +14,43 @@ use rayon::prelude::*;
 use super::Geometry;
 use crate::kernels::sgemm::{self, View};
 
-/// Tiles per chunk to aim for: wide enough for efficient products, small enough for cache.
-const TARGET_TILES: usize = 1024;
+mod rows;
 
-/// Whether the Winograd path takes this convolution: only when switched on with
-/// `SIMSIAM_WINOGRAD=1` (read once), and [`fits`].
+/// Tiles per chunk to aim for: wide enough for efficient products, small enough that the
+/// transformed chunks (16 values per tile and channel) stay in cache. 256 against 1024:
+/// 44-49 ms against 70 for the forward pass of a 64-channel 32x32 layer at batch 64.
+const TARGET_TILES: usize = 256;
+
+/// Whether the Winograd path takes this convolution: when it [`fits`] and either its rows
+/// hold at least [`MIN_ROW_TILES`] tiles, so the tile transforms run eight tiles per vector
+/// ([`rows`]), or it has [`MIN_CHANNELS`] channels in and out, so the products outweigh the
+/// scalar transforms. `SIMSIAM_WINOGRAD=0` (read once) turns the path off; `=1` takes it for
+/// every convolution that fits.
 ///
-/// Off by default: on the CIFAR ResNet-18 step (2-core AVX2 EPYC, batch 64) it measured
-/// 6.4 images/s against 7.1 for im2col onto the same product, because the scalar tile
-/// transforms cost more than the 2.25x fewer multiplications save at these channel counts.
+/// Measured per layer with `profile_kernels` (2-core AVX2 EPYC, batch 64, two runs each,
+/// forward / input gradient / weight gradient in ms) on the CIFAR ResNet-18: 64 channels at
+/// 32x32 44-46 / 44-60 / 48-50 against 66-89 / 61-79 / 60-70 through im2col; 128 at 16x16
+/// 40-51 / 40-50 / 39-47 against 59-72 / 59-76 / 47-83; 512 at 4x4 52-52 / 54-59 / 57-63
+/// against 54-76 / 57-87 / 59-93. 256 channels at 8x8 were level, and the 8x8 and 4x4 layers
+/// of the ImageNet-style ResNet-18 on 32x32 images lost (64 channels at 8x8: 7.2-8.1 ms per
+/// pass against 4.5-6.1). The whole cifar-r18 step at batch 64, A B A B: 251 G instructions
+/// and 103-108 G cycles through im2col, 174 G and 88-89 G with this choice.
 pub(super) fn applies(g: &Geometry) -> bool {
     use std::sync::OnceLock;
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var("SIMSIAM_WINOGRAD").is_ok_and(|v| v == "1")) && fits(g)
+    static CHOICE: OnceLock<Option<bool>> = OnceLock::new();
+    let forced = *CHOICE.get_or_init(|| match std::env::var("SIMSIAM_WINOGRAD").as_deref() {
+        Ok("0") => Some(false),
+        Ok("1") => Some(true),
+        _ => None,
+    });
+    fits(g) && forced.unwrap_or_else(|| tiles(g).1 >= MIN_ROW_TILES || g.ci.min(g.co) >= MIN_CHANNELS)
 }
+
+/// Tiles per row from which the Winograd path is the default: one vector of tile transforms.
+const MIN_ROW_TILES: usize = 8;
+
+/// Input and output channels from which the Winograd path is the default on any map.
+const MIN_CHANNELS: usize = 512;
 
 /// Whether Winograd can run this convolution: 3x3, stride 1, padding 1, feature maps of at
 /// least 2x2 (a 1x1 map would compute four outputs to keep one), at least 16 input and output
@@ -90,26 +113,24 @@ fn transform_input(x: &[f32], g: &Geometry, ci: usize, m: usize, v: &mut Vec<f32
     let pcount = m * ty * tx;
     v.resize(16 * ci * pcount, 0.0);
     let (h, w) = (g.h, g.w);
+    // One plane at a time, zero-padded by one on every side and to whole tiles, so every
+    // 4x4 patch (at (2 ty - 1, 2 tx - 1)) lies inside it. The border is never written.
+    let wp = 2 * tx + 2;
+    let mut padded = vec![0f32; (2 * ty + 2) * wp];
+    let e_stride = ci * pcount;
     for j in 0..m {
         for c in 0..ci {
             let plane = &x[(j * ci + c) * h * w..][..h * w];
+            for (y, row) in plane.chunks_exact(w).enumerate() {
+                padded[(y + 1) * wp + 1..][..w].copy_from_slice(row);
+            }
             for ty_i in 0..ty {
-                for tx_i in 0..tx {
-                    // The 4x4 input patch at (2 ty - 1, 2 tx - 1), zero outside the map.
-                    let mut d = [[0f32; 4]; 4];
-                    for (r, row) in d.iter_mut().enumerate() {
-                        let y = (2 * ty_i + r) as isize - 1;
-                        if y < 0 || y >= h as isize {
-                            continue;
-                        }
-                        let src = &plane[y as usize * w..][..w];
-                        for (cc, val) in row.iter_mut().enumerate() {
-                            let xx = (2 * tx_i + cc) as isize - 1;
-                            if xx >= 0 && xx < w as isize {
-                                *val = src[xx as usize];
-                            }
-                        }
-                    }
+                let rows: [&[f32]; 4] = std::array::from_fn(|r| &padded[(2 * ty_i + r) * wp..][..wp]);
+                let first = c * pcount + (j * ty + ty_i) * tx;
+                let done = rows::input(&rows, tx, &mut v[first..], e_stride);
+                for tx_i in done..tx {
+                    let d: [[f32; 4]; 4] =
+                        std::array::from_fn(|r| std::array::from_fn(|cc| rows[r][2 * tx_i + cc]));
                     // Bᵀ d, then (Bᵀ d) B.
                     let mut t = [[0f32; 4]; 4];
                     for col in 0..4 {
@@ -118,11 +139,10 @@ fn transform_input(x: &[f32], g: &Geometry, ci: usize, m: usize, v: &mut Vec<f32
                         t[2][col] = d[2][col] - d[1][col];
                         t[3][col] = d[1][col] - d[3][col];
                     }
-                    let p = (j * ty + ty_i) * tx + tx_i;
                     for (r, row) in t.iter().enumerate() {
                         let vals = [row[0] - row[2], row[1] + row[2], row[2] - row[1], row[1] - row[3]];
                         for (cc, &val) in vals.iter().enumerate() {
-                            v[((r * 4 + cc) * ci + c) * pcount + p] = val;
+                            v[(r * 4 + cc) * e_stride + first + tx_i] = val;
                         }
                     }
                 }
@@ -138,24 +158,24 @@ fn transform_output_grad(dy: &[f32], g: &Geometry, m: usize, z: &mut Vec<f32>) {
     let (co, h, w) = (g.co, g.h, g.w);
     let pcount = m * ty * tx;
     z.resize(16 * co * pcount, 0.0);
+    let e_stride = co * pcount;
+    // The row below an odd map's last one.
+    let zeros = vec![0f32; w];
     for j in 0..m {
         for c in 0..co {
             let plane = &dy[(j * co + c) * h * w..][..h * w];
             for ty_i in 0..ty {
-                for tx_i in 0..tx {
-                    let mut q = [[0f32; 2]; 2];
-                    for (r, row) in q.iter_mut().enumerate() {
-                        let y = 2 * ty_i + r;
-                        if y >= h {
-                            continue;
-                        }
-                        for (cc, val) in row.iter_mut().enumerate() {
-                            let xx = 2 * tx_i + cc;
-                            if xx < w {
-                                *val = plane[y * w + xx];
-                            }
-                        }
-                    }
+                let rows: [&[f32]; 2] = std::array::from_fn(|r| {
+                    let y = 2 * ty_i + r;
+                    if y < h { &plane[y * w..][..w] } else { &zeros[..] }
+                });
+                let first = c * pcount + (j * ty + ty_i) * tx;
+                // Vectors only for tiles whose two columns lie inside the map.
+                let done = rows::output_grad(rows, w / 2, &mut z[first..], e_stride);
+                for tx_i in done..tx {
+                    let q: [[f32; 2]; 2] = std::array::from_fn(|r| {
+                        std::array::from_fn(|cc| rows[r].get(2 * tx_i + cc).copied().unwrap_or(0.0))
+                    });
                     // A q (4x2), then (A q) Aᵀ (4x4); A = [[1,0],[1,1],[1,-1],[0,-1]].
                     let t = [
                         q[0],
@@ -163,11 +183,10 @@ fn transform_output_grad(dy: &[f32], g: &Geometry, m: usize, z: &mut Vec<f32>) {
                         [q[0][0] - q[1][0], q[0][1] - q[1][1]],
                         [-q[1][0], -q[1][1]],
                     ];
-                    let p = (j * ty + ty_i) * tx + tx_i;
                     for (r, row) in t.iter().enumerate() {
                         let vals = [row[0], row[0] + row[1], row[0] - row[1], -row[1]];
                         for (cc, &val) in vals.iter().enumerate() {
-                            z[((r * 4 + cc) * co + c) * pcount + p] = val;
+                            z[(r * 4 + cc) * e_stride + first + tx_i] = val;
                         }
                     }
                 }
@@ -182,28 +201,30 @@ fn transform_output(mm: &[f32], g: &Geometry, co: usize, m: usize, out: &mut [f3
     let (h, w) = (g.h, g.w);
     let pcount = m * ty * tx;
     let stride = co * pcount;
+    // Where the second row of an odd map's last tiles goes.
+    let mut spill = vec![0f32; w];
     for j in 0..m {
         for c in 0..co {
             let plane = &mut out[(j * co + c) * h * w..][..h * w];
             for ty_i in 0..ty {
-                for tx_i in 0..tx {
-                    let p = (j * ty + ty_i) * tx + tx_i;
-                    let at = |e: usize| mm[e * stride + c * pcount + p];
+                let y = 2 * ty_i;
+                let (top, below) = plane[y * w..].split_at_mut(w);
+                let second = if y + 1 < h { &mut below[..w] } else { &mut spill[..] };
+                let first = c * pcount + (j * ty + ty_i) * tx;
+                // Vectors only for tiles whose two columns lie inside the map.
+                let done = rows::output(&mm[first..], stride, w / 2, [&mut *top, &mut *second]);
+                for tx_i in done..tx {
+                    let at = |e: usize| mm[e * stride + first + tx_i];
                     // Aᵀ M: two rows of four; Aᵀ = [[1,1,1,0],[0,1,-1,-1]].
                     let t: [[f32; 4]; 2] = [
                         std::array::from_fn(|col| at(col) + at(4 + col) + at(8 + col)),
                         std::array::from_fn(|col| at(4 + col) - at(8 + col) - at(12 + col)),
                     ];
-                    for (r, row) in t.iter().enumerate() {
-                        let y = 2 * ty_i + r;
-                        if y >= h {
-                            continue;
-                        }
+                    for (row, dst) in t.iter().zip([&mut *top, &mut *second]) {
                         let vals = [row[0] + row[1] + row[2], row[1] - row[2] - row[3]];
                         for (cc, &val) in vals.iter().enumerate() {
-                            let xx = 2 * tx_i + cc;
-                            if xx < w {
-                                plane[y * w + xx] = val;
+                            if let Some(d) = dst.get_mut(2 * tx_i + cc) {
+                                *d = val;
                             }
                         }
                     }
@@ -356,10 +377,17 @@ mod tests {
             eprintln!("skipped: this CPU lacks AVX2/FMA, so Winograd never runs here");
             return;
         }
-        // (batch, in, out, h, w): odd maps, batch 1, a 2x2 map, many chunks of 8x8 maps.
-        for &(n, ci, co, h, w) in
-            &[(2, 16, 17, 7, 5), (1, 33, 16, 9, 9), (3, 16, 16, 2, 2), (40, 16, 24, 8, 8)]
-        {
+        // (batch, in, out, h, w): odd maps, batch 1, a 2x2 map, many chunks of 8x8 maps, and
+        // rows of eight tiles or more (the vector transforms), odd and even.
+        for &(n, ci, co, h, w) in &[
+            (2, 16, 17, 7, 5),
+            (1, 33, 16, 9, 9),
+            (3, 16, 16, 2, 2),
+            (40, 16, 24, 8, 8),
+            (2, 16, 16, 16, 16),
+            (1, 17, 20, 17, 33),
+            (2, 16, 16, 6, 50),
+        ] {
             let g = Geometry::new((n, ci, h, w), (co, ci, 3, 3), Conv2dParams { stride: 1, padding: 1 })
                 .expect("geometry");
             assert!(fits(&g));
