@@ -13,7 +13,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci                 what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace
+  ci                 what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace,
+                     the golden steps again on the Winograd path
   download-cifar     fetch and verify CIFAR-10 into data/cifar10 [--from PATH|URL] [--data DIR]
   pretrain-cifar     download when missing, pretrain with SimSiam, report kNN accuracy
                      [--from PATH|URL] [--data DIR] [--preset NAME] [--set section.key=value]...
