@@ -8,7 +8,8 @@
 //! im2col matrix; stride-1 input gradients are forward convolutions with flipped weights
 //! instead of col2im. `f32` weight gradients pack both operands straight from the tensors
 //! ([`weight_panels`]). 1x1 stride-1 convolutions of a single sample skip im2col: the input
-//! already is the matrix. 3x3, stride-1, padding-1 `f32` convolutions on wide maps or with
+//! already is the matrix, and convolutions of 1x1 maps are one product with the kernel tap
+//! that meets the input ([`single_tap`]). 3x3, stride-1, padding-1 `f32` convolutions on wide maps or with
 //! 512 channels take the Winograd path instead ([`winograd`]; `SIMSIAM_WINOGRAD=0` turns it
 //! off, `=1` takes it wherever it fits).
 
@@ -22,6 +23,7 @@ use super::gemm::{MatMut, MatRef, Parallelism, matmul};
 use super::{Float, contiguous_slice, on_fast_path, sgemm};
 
 mod panels;
+mod single_tap;
 mod weight_panels;
 mod winograd;
 
@@ -329,6 +331,9 @@ fn channels_first<'a, T: Float>(dy: &'a [T], g: &Geometry, m: usize, buf: &'a mu
 }
 
 fn forward<T: Float>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
+    if let Some(tap) = single_tap::tap(g) {
+        return single_tap::forward(x, w, g, tap);
+    }
     let (k, pp) = (g.k(), g.out_plane());
     let mut out = vec![T::zero(); g.n * g.out_sample()];
     let (nb, par) = g.chunking();
@@ -380,6 +385,9 @@ fn flip_transpose<T: Float>(w: &[T], g: &Geometry) -> Vec<T> {
 }
 
 fn input_grad<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
+    if let Some(tap) = single_tap::tap(g) {
+        return single_tap::input_grad(dy, w, g, tap);
+    }
     if let Some(tg) = g.input_grad_as_forward() {
         return forward(dy, &flip_transpose(w, g), &tg);
     }
@@ -407,6 +415,9 @@ fn input_grad<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
 }
 
 fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
+    if let Some(tap) = single_tap::tap(g) {
+        return single_tap::weight_grad(x, dy, g, tap);
+    }
     let k = g.k();
     if sgemm::available() {
         let mut dw = vec![T::zero(); g.co * k];
@@ -753,6 +764,40 @@ mod tests {
                 Conv2dParams { stride: 1, padding: 1 },
             )?;
         }
+        Ok(())
+    }
+
+    #[test]
+    fn one_by_one_maps_take_the_single_tap() -> Result<()> {
+        // 3x3 padding 1 at strides 1 and 2, 5x5 padding 2, a 2x3 kernel at stride 2; wide channels and a
+        // batch over several register tiles; batch 1.
+        for dtype in [DType::F32, DType::F64] {
+            for &(n, ci, co, kh, kw, stride, padding) in &[
+                (64, 40, 24, 3, 3, 1, 1),
+                (9, 16, 33, 3, 3, 2, 1),
+                (5, 7, 6, 5, 5, 1, 2),
+                (3, 4, 5, 2, 3, 2, 1),
+                (1, 20, 8, 3, 3, 1, 1),
+            ] {
+                let params = Conv2dParams { stride, padding };
+                let g = Geometry::new((n, ci, 1, 1), (co, ci, kh, kw), params)?;
+                assert_eq!(single_tap::tap(&g), Some(padding * kw + padding), "{g:?}");
+                check(&randn(&[n, ci, 1, 1], dtype)?, &randn(&[co, ci, kh, kw], dtype)?, params)?;
+            }
+        }
+        // Not taken: larger maps, 1x1 kernels, padding past the kernel.
+        let g =
+            |hw, k, p| Geometry::new((2, 3, hw, hw), (4, 3, k, k), Conv2dParams { stride: 1, padding: p });
+        assert_eq!(single_tap::tap(&g(2, 3, 1)?), None);
+        assert_eq!(single_tap::tap(&g(1, 1, 0)?), None);
+        assert_eq!(
+            single_tap::tap(&Geometry::new(
+                (2, 3, 1, 1),
+                (4, 3, 1, 1),
+                Conv2dParams { stride: 1, padding: 1 }
+            )?),
+            None
+        );
         Ok(())
     }
 
