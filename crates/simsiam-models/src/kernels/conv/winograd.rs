@@ -27,14 +27,14 @@ const TARGET_TILES: usize = 256;
 /// scalar transforms. `SIMSIAM_WINOGRAD=0` (read once) turns the path off; `=1` takes it for
 /// every convolution that fits.
 ///
-/// Measured per layer with `profile_kernels` (2-core AVX2 EPYC, batch 64, two runs each,
-/// forward / input gradient / weight gradient in ms) on the CIFAR ResNet-18: 64 channels at
-/// 32x32 44-46 / 44-60 / 48-50 against 66-89 / 61-79 / 60-70 through im2col; 128 at 16x16
-/// 40-51 / 40-50 / 39-47 against 59-72 / 59-76 / 47-83; 512 at 4x4 52-52 / 54-59 / 57-63
-/// against 54-76 / 57-87 / 59-93. 256 channels at 8x8 were level, and the 8x8 and 4x4 layers
-/// of the ImageNet-style ResNet-18 on 32x32 images lost (64 channels at 8x8: 7.2-8.1 ms per
-/// pass against 4.5-6.1). The whole cifar-r18 step at batch 64, A B A B: 251 G instructions
-/// and 103-108 G cycles through im2col, 174 G and 88-89 G with this choice.
+/// Measured per layer with `profile_kernels` (2-core AVX2 EPYC, batch 64, forward / input
+/// gradient / weight gradient in ms, ranges over 2-4 runs) on the CIFAR ResNet-18: 64
+/// channels at 32x32 44-49 / 44-60 / 48-56 against 66-89 / 61-79 / 60-70 through im2col; 128
+/// at 16x16 39-51 / 40-50 / 39-52 against 64-72 / 66-76 / 56-83; 512 at 4x4 52-52 / 54-59 /
+/// 57-63 against 54-79 / 57-87 / 59-93. 256 channels at 8x8 were level, and the 8x8 and 4x4
+/// layers of the ImageNet-style ResNet-18 on 32x32 images lost (64 channels at 8x8: 7.2-8.1
+/// ms per pass against 4.5-6.1). The whole cifar-r18 step at batch 64, A B A B: 251 G
+/// instructions and 103-108 G cycles through im2col, 174 G and 88-89 G with this choice.
 pub(super) fn applies(g: &Geometry) -> bool {
     use std::sync::OnceLock;
     static CHOICE: OnceLock<Option<bool>> = OnceLock::new();
