@@ -9,9 +9,9 @@
 //! instead of col2im. `f32` weight gradients pack both operands straight from the tensors
 //! ([`weight_panels`]). 1x1 stride-1 convolutions of a single sample skip im2col: the input
 //! already is the matrix, and convolutions of 1x1 maps are one product with the kernel tap
-//! that meets the input ([`single_tap`]). 3x3, stride-1, padding-1 `f32` convolutions on wide maps or with
-//! 512 channels take the Winograd path instead ([`winograd`]; `SIMSIAM_WINOGRAD=0` turns it
-//! off, `=1` takes it wherever it fits).
+//! that meets the input ([`single_tap`]). 3x3, stride-1, padding-1 `f32` convolutions on
+//! wide maps or with 512 channels take the Winograd path instead ([`winograd`];
+//! `SIMSIAM_WINOGRAD=0` turns it off, `=1` takes it wherever it fits).
 
 use std::sync::OnceLock;
 
@@ -769,8 +769,8 @@ mod tests {
 
     #[test]
     fn one_by_one_maps_take_the_single_tap() -> Result<()> {
-        // 3x3 padding 1 at strides 1 and 2, 5x5 padding 2, a 2x3 kernel at stride 2; wide channels and a
-        // batch over several register tiles; batch 1.
+        // 3x3 padding 1 at strides 1 and 2, 5x5 padding 2, a 2x3 kernel at stride 2; wide
+        // channels and a batch over several register tiles; batch 1.
         for dtype in [DType::F32, DType::F64] {
             for &(n, ci, co, kh, kw, stride, padding) in &[
                 (64, 40, 24, 3, 3, 1, 1),
@@ -785,19 +785,19 @@ mod tests {
                 check(&randn(&[n, ci, 1, 1], dtype)?, &randn(&[co, ci, kh, kw], dtype)?, params)?;
             }
         }
-        // Not taken: larger maps, 1x1 kernels, padding past the kernel.
+        // Not taken: a larger map, a 1x1 kernel, padding past the kernel (no tap meets the
+        // input; the general path gives zeros).
         let g =
-            |hw, k, p| Geometry::new((2, 3, hw, hw), (4, 3, k, k), Conv2dParams { stride: 1, padding: p });
-        assert_eq!(single_tap::tap(&g(2, 3, 1)?), None);
-        assert_eq!(single_tap::tap(&g(1, 1, 0)?), None);
-        assert_eq!(
-            single_tap::tap(&Geometry::new(
-                (2, 3, 1, 1),
-                (4, 3, 1, 1),
-                Conv2dParams { stride: 1, padding: 1 }
-            )?),
-            None
-        );
+            |hw, k, s, p| Geometry::new((2, 3, hw, hw), (4, 3, k, k), Conv2dParams { stride: s, padding: p });
+        assert_eq!(single_tap::tap(&g(2, 3, 1, 1)?), None);
+        assert_eq!(single_tap::tap(&g(1, 1, 1, 0)?), None);
+        let past = g(1, 3, 5, 3)?;
+        assert_eq!((past.oh, past.ow, single_tap::tap(&past)), (1, 1, None));
+        check(
+            &randn(&[2, 3, 1, 1], DType::F32)?,
+            &randn(&[4, 3, 3, 3], DType::F32)?,
+            Conv2dParams { stride: 5, padding: 3 },
+        )?;
         Ok(())
     }
 
