@@ -127,7 +127,7 @@ fn executables(json: &str) -> Vec<(String, PathBuf)> {
 fn build(env: &[(String, String)]) -> Result<Vec<(&'static str, PathBuf)>> {
     // `-p simsiam` alongside: with `-p simsiam-models` alone, cargo resolves the build
     // dependencies' features differently and reruns candle's hour-long kernel build.
-    let features = "simsiam/cuda,simsiam-models/cuda";
+    let features = "simsiam/cuda,simsiam-models/cuda,simsiam-kernels/cuda";
     let common = [
         "--release",
         "--message-format=json",
@@ -135,6 +135,8 @@ fn build(env: &[(String, String)]) -> Result<Vec<(&'static str, PathBuf)>> {
         "simsiam",
         "-p",
         "simsiam-models",
+        "-p",
+        "simsiam-kernels",
         "--features",
         features,
     ];
@@ -227,7 +229,7 @@ pub fn run(args: &[String]) -> Result<()> {
     run_tool("tar", &["-cJf", "bin.tar.xz", "bin"], &dir)?;
     fs::remove_dir_all(&stage)?;
     cifar_subset(&o, &dir)?;
-    fs::copy(root.join("crates/simsiam-models/src/kernels/cuda.cu"), dir.join("cuda.cu"))?;
+    fs::copy(root.join("crates/simsiam-kernels/src/cuda.cu"), dir.join("cuda.cu"))?;
     for f in ["bench_step_torch.py", "bench_step_torch_gpu.py"] {
         fs::copy(root.join("tools/bench").join(f), dir.join(f))?;
     }

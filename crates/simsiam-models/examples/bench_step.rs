@@ -16,6 +16,7 @@ use std::time::Instant;
 use candle::{Device, Result, Tensor};
 use candle_nn::VarMap;
 use simsiam_loss::{NegativeCosineSimilarity, symmetric_loss};
+use simsiam_models::kernels::{Isa, KernelOptions, keep_freed_memory, set_kernel_options};
 use simsiam_models::{Precision, ResNet, SimSiam};
 
 #[path = "common/bench_models.rs"]
@@ -76,8 +77,13 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() -> Result<()> {
-    // As the `simsiam` binary does: reuse freed memory instead of page-faulting it in again.
-    simsiam_models::kernels::keep_freed_memory();
+    // As the `simsiam` binary does: the kernels' options from `SIMSIAM_*` variables, and reuse
+    // freed memory instead of page-faulting it in again (unless `SIMSIAM_MALLOC_TUNING=0`).
+    let options = KernelOptions::from_vars(|k| std::env::var(k).ok()).map_err(candle::Error::Msg)?;
+    set_kernel_options(options);
+    if std::env::var("SIMSIAM_MALLOC_TUNING").as_deref() != Ok("0") {
+        keep_freed_memory();
+    }
     let args = parse_args();
     let varmap = VarMap::new();
     let model = build(&args.model, Precision::F32, &varmap, &Device::Cpu)?;
@@ -98,12 +104,13 @@ fn main() -> Result<()> {
     let secs = start.elapsed().as_secs_f64();
     let per = |t: f64| t / args.steps as f64;
     println!(
-        "candle model={} batch={} steps={} threads={} stock={} images_per_s={:.2} step_s={:.3} forward_s={:.3} backward_s={:.3} update_s={:.3} peak_rss_mib={:.0}",
+        "candle model={} batch={} steps={} threads={} stock={} isa={} images_per_s={:.2} step_s={:.3} forward_s={:.3} backward_s={:.3} update_s={:.3} peak_rss_mib={:.0}",
         args.model,
         args.batch,
         args.steps,
         rayon::current_num_threads(),
-        std::env::var("SIMSIAM_STOCK_KERNELS").is_ok_and(|v| v == "1"),
+        options.stock,
+        Isa::active(),
         (args.batch * args.steps) as f64 / secs,
         per(secs),
         per(totals[0]),

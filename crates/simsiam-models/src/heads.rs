@@ -5,13 +5,13 @@
 use candle::{ModuleT, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::Precision;
-use crate::layers::{BatchNorm, batch_norm, linear, linear_forward};
+use crate::layers::{linear, linear_forward};
+use crate::{BatchNorm, BatchNormConfig, Precision, batch_norm};
 
 /// The projection MLP: `num_layers` fully connected layers without bias, each followed by BN;
 /// ReLU after all but the last. The paper's last BN has no affine parameters; Lightly's CIFAR
 /// benchmark gives it some.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProjectionHeadConfig {
     /// Input features (the backbone's feature dimension).
     pub input_dim: usize,
@@ -25,6 +25,8 @@ pub struct ProjectionHeadConfig {
     pub last_bn_affine: bool,
     /// The dtype of the matrix products (`f32` by default).
     pub precision: Precision,
+    /// Every batch norm's eps, momentum and statistics (PyTorch's defaults, local statistics).
+    pub batch_norm: BatchNormConfig,
 }
 
 impl ProjectionHeadConfig {
@@ -44,12 +46,20 @@ impl ProjectionHeadConfig {
             num_layers: 3,
             last_bn_affine: false,
             precision: Precision::F32,
+            batch_norm: BatchNormConfig::default(),
         }
     }
 
     /// The same head with its matrix products in `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// The same head with its batch norms built from `config` (whether each is affine stays
+    /// the head's choice).
+    pub fn with_batch_norm(mut self, config: BatchNormConfig) -> Self {
+        self.batch_norm = config;
         self
     }
 
@@ -66,10 +76,14 @@ impl ProjectionHeadConfig {
             let fan_out = if last { self.output_dim } else { self.hidden_dim };
             // Sequential indices: Linear, BN, ReLU per hidden layer.
             let fc = linear(fan_in, fan_out, false, vb.pp(3 * i))?;
-            let bn = batch_norm(fan_out, !last || self.last_bn_affine, vb.pp(3 * i + 1))?;
+            let bn = batch_norm(fan_out, self.bn(!last || self.last_bn_affine), vb.pp(3 * i + 1))?;
             layers.push((fc, bn));
         }
         Ok(ProjectionHead { layers, precision: self.precision })
+    }
+
+    fn bn(&self, affine: bool) -> BatchNormConfig {
+        BatchNormConfig { affine, ..self.batch_norm.clone() }
     }
 }
 
@@ -97,7 +111,7 @@ impl ModuleT for ProjectionHead {
 
 /// The prediction MLP `h`: a bottleneck of two fully connected layers, the first without bias
 /// and followed by BN and ReLU, the second with bias and nothing after it (paper, Section 4.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PredictionHeadConfig {
     /// Input features, `z`.
     pub input_dim: usize,
@@ -107,6 +121,8 @@ pub struct PredictionHeadConfig {
     pub output_dim: usize,
     /// The dtype of the matrix products (`f32` by default).
     pub precision: Precision,
+    /// Every batch norm's eps, momentum and statistics (PyTorch's defaults, local statistics).
+    pub batch_norm: BatchNormConfig,
 }
 
 impl PredictionHeadConfig {
@@ -117,12 +133,25 @@ impl PredictionHeadConfig {
 
     /// `input_dim -> hidden_dim -> output_dim`.
     pub fn new(input_dim: usize, hidden_dim: usize, output_dim: usize) -> Self {
-        Self { input_dim, hidden_dim, output_dim, precision: Precision::F32 }
+        Self {
+            input_dim,
+            hidden_dim,
+            output_dim,
+            precision: Precision::F32,
+            batch_norm: BatchNormConfig::default(),
+        }
     }
 
     /// The same head with its matrix products in `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// The same head with its batch norms built from `config` (whether each is affine stays
+    /// the head's choice).
+    pub fn with_batch_norm(mut self, config: BatchNormConfig) -> Self {
+        self.batch_norm = config;
         self
     }
 
@@ -134,7 +163,11 @@ impl PredictionHeadConfig {
         let vb = vb.pp("layers");
         Ok(PredictionHead {
             fc1: linear(self.input_dim, self.hidden_dim, false, vb.pp(0))?,
-            bn1: batch_norm(self.hidden_dim, true, vb.pp(1))?,
+            bn1: batch_norm(
+                self.hidden_dim,
+                BatchNormConfig { affine: true, ..self.batch_norm.clone() },
+                vb.pp(1),
+            )?,
             fc2: linear(self.hidden_dim, self.output_dim, true, vb.pp(3))?,
             precision: self.precision,
         })

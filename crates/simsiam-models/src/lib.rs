@@ -8,6 +8,11 @@
 //!   with Lightly's defaults and names.
 //! - [`SimSiam`]: backbone plus heads; for two views it returns `z0`, `z1` (detached, the
 //!   stop-gradient) and `p0`, `p1`.
+//! - [`BatchNorm`] ([`batch_norm`], [`BatchNormConfig`]): PyTorch's batch norm, with training
+//!   statistics from the local batch or summed over data-parallel replicas
+//!   ([`BatchStats::Synced`], PyTorch's `SyncBatchNorm`); [`Conv2d`] ([`conv2d`]) and
+//!   [`linear`] with PyTorch's initialisations. The layers run on [`simsiam_kernels`]'
+//!   custom ops; this crate holds no kernels and no `unsafe`.
 //! - [`Backbone`]: bring your own encoder.
 //! - [`seeded_var_builder`]: reproducible initialisation, since candle's CPU generator cannot
 //!   be seeded.
@@ -42,23 +47,27 @@
 //! ```
 
 mod backbone;
+mod batch_norm;
 mod heads;
 mod init;
-pub mod kernels;
 mod layers;
-mod max_pool;
 mod precision;
 mod resnet;
 mod simsiam;
 
 pub use backbone::Backbone;
+pub use batch_norm::{
+    AllReduceSum, BatchNorm, BatchNormConfig, BatchStats, SyncedStats, batch_norm, synced_batch_norm_train,
+};
 pub use heads::{PredictionHead, PredictionHeadConfig, ProjectionHead, ProjectionHeadConfig};
 pub use init::seeded_var_builder;
-pub use layers::{BatchNorm, Conv2d};
-pub use max_pool::{MaxPool2dConfig, max_pool2d};
+pub use layers::{Conv2d, Conv2dConfig, conv2d, linear};
 pub use precision::Precision;
 pub use resnet::{Block, ResNet, ResNetConfig, Stem};
 pub use simsiam::{SimSiam, TwoViewOutput, ViewOutput};
+/// The kernels crate the layers run on, re-exported for programs that set its options.
+pub use simsiam_kernels as kernels;
+pub use simsiam_kernels::{MaxPool2dConfig, max_pool2d};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -4,9 +4,11 @@
 use candle::{D, Module, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::layers::{BatchNorm, Conv2d, batch_norm, conv2d, zero_batch_norm};
-use crate::max_pool::{MaxPool2dConfig, max_pool2d};
-use crate::{Backbone, Precision};
+use simsiam_kernels::{MaxPool2dConfig, max_pool2d};
+
+use crate::batch_norm::zero_batch_norm;
+use crate::layers::{Conv2d, Conv2dConfig, conv2d};
+use crate::{Backbone, BatchNorm, BatchNormConfig, Precision, batch_norm};
 
 /// The residual block family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +41,7 @@ pub enum Stem {
 }
 
 /// A ResNet's architecture. Build it with [`ResNetConfig::init`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResNetConfig {
     /// Residual block family.
     pub block: Block,
@@ -55,6 +57,9 @@ pub struct ResNetConfig {
     pub zero_init_residual: bool,
     /// The dtype of the convolutions (`f32` by default; batch norms stay `f32`).
     pub precision: Precision,
+    /// Every batch norm's eps, momentum and statistics (PyTorch's defaults, local statistics;
+    /// [`crate::BatchStats::Synced`] for synchronised batch norm under data parallelism).
+    pub batch_norm: BatchNormConfig,
 }
 
 impl ResNetConfig {
@@ -82,7 +87,20 @@ impl ResNetConfig {
             in_channels: 3,
             zero_init_residual: false,
             precision: Precision::F32,
+            batch_norm: BatchNormConfig::default(),
         }
+    }
+
+    /// The same network with every batch norm built from `config` (its `affine` is ignored:
+    /// ResNets' batch norms are affine).
+    pub fn with_batch_norm(mut self, config: BatchNormConfig) -> Self {
+        self.batch_norm = config;
+        self
+    }
+
+    /// The configuration of this network's batch norms.
+    fn bn(&self) -> BatchNormConfig {
+        BatchNormConfig { affine: true, ..self.batch_norm.clone() }
     }
 
     /// The same network with its convolutions in `precision`.
@@ -117,11 +135,11 @@ impl ResNetConfig {
         }
         let w = self.width;
         let conv1 = match self.stem {
-            Stem::ImageNet => conv2d(self.in_channels, w, 7, 2, 3, vb.pp("conv1"))?,
-            Stem::Cifar => conv2d(self.in_channels, w, 3, 1, 1, vb.pp("conv1"))?,
+            Stem::ImageNet => conv2d(self.in_channels, w, 7, conv(2, 3), vb.pp("conv1"))?,
+            Stem::Cifar => conv2d(self.in_channels, w, 3, conv(1, 1), vb.pp("conv1"))?,
         }
         .with_precision(self.precision);
-        let bn1 = batch_norm(w, true, vb.pp("bn1"))?;
+        let bn1 = batch_norm(w, self.bn(), vb.pp("bn1"))?;
         let mut in_channels = w;
         let mut stages = Vec::with_capacity(4);
         for (i, &blocks) in self.layers.iter().enumerate() {
@@ -219,21 +237,21 @@ impl ResidualBlock {
         let last = shapes.len() - 1;
         let mut convs = Vec::with_capacity(shapes.len());
         for (i, (cin, cout, k, s, p)) in shapes.into_iter().enumerate() {
-            let conv =
-                conv2d(cin, cout, k, s, p, vb.pp(format!("conv{}", i + 1)))?.with_precision(config.precision);
+            let conv = conv2d(cin, cout, k, conv(s, p), vb.pp(format!("conv{}", i + 1)))?
+                .with_precision(config.precision);
             let bn_vb = vb.pp(format!("bn{}", i + 1));
             let bn = if i == last && config.zero_init_residual {
-                zero_batch_norm(cout, bn_vb)?
+                zero_batch_norm(cout, config.bn(), bn_vb)?
             } else {
-                batch_norm(cout, true, bn_vb)?
+                batch_norm(cout, config.bn(), bn_vb)?
             };
             convs.push((conv, bn));
         }
         let downsample = if stride != 1 || in_channels != out_channels {
             let vb = vb.pp("downsample");
-            let conv =
-                conv2d(in_channels, out_channels, 1, stride, 0, vb.pp("0"))?.with_precision(config.precision);
-            Some((conv, batch_norm(out_channels, true, vb.pp("1"))?))
+            let conv = conv2d(in_channels, out_channels, 1, conv(stride, 0), vb.pp("0"))?
+                .with_precision(config.precision);
+            Some((conv, batch_norm(out_channels, config.bn(), vb.pp("1"))?))
         } else {
             None
         };
@@ -260,4 +278,9 @@ impl ModuleT for ResidualBlock {
         // torchvision's `out = bn(conv(out)); out += identity; relu(out)`, as one op.
         last.1.forward_add_relu_t(&last.0.forward(&y)?, &identity, train)
     }
+}
+
+/// A convolution's stride and padding.
+fn conv(stride: usize, padding: usize) -> Conv2dConfig {
+    Conv2dConfig { stride, padding }
 }

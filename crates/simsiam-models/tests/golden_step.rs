@@ -14,6 +14,7 @@ use candle::{DType, Device, ModuleT, Result, Tensor};
 use candle_nn::VarMap;
 use common::{Report, load};
 use simsiam_loss::{NegativeCosineSimilarity, symmetric_loss};
+use simsiam_models::kernels::{KernelOptions, Winograd, kernel_options, set_kernel_options};
 use simsiam_models::{
     PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem, seeded_var_builder,
 };
@@ -36,7 +37,7 @@ fn tolerances(dtype: DType) -> (f64, f64) {
 /// with im2col and 1.2e-4 with Winograd. The convolutions themselves match direct sums within
 /// 1e-5 either way (the kernels' unit tests).
 fn gradient_tolerance(dtype: DType) -> f64 {
-    let winograd = std::env::var("SIMSIAM_WINOGRAD").is_ok_and(|v| v == "1");
+    let winograd = kernel_options().winograd == Winograd::Always;
     match dtype {
         DType::F32 if winograd => 2e-4,
         _ => tolerances(dtype).0,
@@ -70,6 +71,10 @@ fn build(case: &Case, fx: &HashMap<String, Tensor>) -> Result<(SimSiam<ResNet>, 
 }
 
 fn check(case: Case) -> Result<()> {
+    // The test binary, like any program, installs the kernels' options: `SIMSIAM_WINOGRAD=1`
+    // and `SIMSIAM_ISA=...` from `cargo xtask ci` choose the paths under test.
+    let options = KernelOptions::from_vars(|k| std::env::var(k).ok()).map_err(candle::Error::Msg)?;
+    set_kernel_options(options);
     let fx = load(case.fixture)?;
     let (model, varmap) = build(&case, &fx)?;
     let (x0, x1) = (&fx["x0"], &fx["x1"]);
@@ -139,6 +144,7 @@ fn resnet18_cifar_stem_step_matches_pytorch() -> Result<()> {
             num_layers: 2,
             last_bn_affine: true,
             precision: Default::default(),
+            batch_norm: Default::default(),
         },
         prediction: PredictionHeadConfig::new(24, 12, 24),
     })

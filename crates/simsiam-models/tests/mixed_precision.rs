@@ -13,8 +13,8 @@ use candle::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::VarMap;
 use simsiam_loss::{NegativeCosineSimilarity, symmetric_loss};
 use simsiam_models::{
-    Conv2d, Precision, PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem,
-    seeded_var_builder,
+    Conv2d, Conv2dConfig, Precision, PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig,
+    SimSiam, Stem, seeded_var_builder,
 };
 
 fn model(varmap: &VarMap, precision: Precision) -> Result<SimSiam<ResNet>> {
@@ -123,8 +123,10 @@ fn one_bf16_convolution_is_close_to_f32() -> Result<()> {
     let r = values(&[4, 6, 6, 5], 4)?;
     let mut out = Vec::new();
     for p in [Precision::F32, Precision::Bf16] {
-        let y =
-            Conv2d::new(w.as_tensor().clone(), 2, 1).with_precision(p).forward(&x)?.to_dtype(DType::F32)?;
+        let y = Conv2d::new(w.as_tensor().clone(), Conv2dConfig { stride: 2, padding: 1 })
+            .with_precision(p)
+            .forward(&x)?
+            .to_dtype(DType::F32)?;
         let g = (&y * &r)?.sum_all()?.backward()?.get(w.as_tensor()).cloned().expect("a weight gradient");
         assert_eq!(g.dtype(), DType::F32);
         out.push((y, g));

@@ -16,10 +16,10 @@ use candle::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarMap};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use simsiam_models::seeded_var_builder;
+use simsiam_models::{BatchNorm, BatchNormConfig, batch_norm, seeded_var_builder};
 use simsiam_train::distributed::{
-    Communicator, LocalCommunicator, ShardedBatches, SyncBatchNorm, average_gradients, save_checkpoint_rank0,
-    shard_rows, sync_batch_norm,
+    Communicator, LocalCommunicator, ShardedBatches, average_gradients, save_checkpoint_rank0, shard_rows,
+    synced_batch_stats,
 };
 use simsiam_train::{
     Checkpointer, ParamGroup, Result, Sgd, SgdConfig, TrainError, TrainState, load_checkpoint,
@@ -34,9 +34,9 @@ const SIZE: usize = 6;
 /// ranks through the other.
 struct Net {
     conv: Conv2d,
-    bn1: SyncBatchNorm,
+    bn1: BatchNorm,
     fc1: Linear,
-    bn2: SyncBatchNorm,
+    bn2: BatchNorm,
     fc2: Linear,
 }
 
@@ -45,11 +45,12 @@ impl Net {
     fn new(varmap: &VarMap, bn_comm: Arc<dyn Communicator>) -> candle::Result<Self> {
         let vb = seeded_var_builder(varmap, SEED, DType::F32, &Device::Cpu);
         let conv_cfg = Conv2dConfig { padding: 1, ..Default::default() };
+        let bn = BatchNormConfig::default().with_stats(synced_batch_stats(bn_comm));
         Ok(Self {
             conv: candle_nn::conv2d_no_bias(3, 8, 3, conv_cfg, vb.pp("conv"))?,
-            bn1: sync_batch_norm(8, true, bn_comm.clone(), vb.pp("bn1"))?,
+            bn1: batch_norm(8, bn.clone(), vb.pp("bn1"))?,
             fc1: candle_nn::linear(8 * SIZE * SIZE, 16, vb.pp("fc1"))?,
-            bn2: sync_batch_norm(16, true, bn_comm, vb.pp("bn2"))?,
+            bn2: batch_norm(16, bn, vb.pp("bn2"))?,
             fc2: candle_nn::linear(16, 4, vb.pp("fc2"))?,
         })
     }

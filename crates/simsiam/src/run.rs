@@ -189,6 +189,7 @@ pub fn build_model(run: &RunConfig, device: &Device) -> Result<(SimSiam<ResNet>,
         num_layers: m.proj_layers,
         last_bn_affine: m.proj_last_bn_affine,
         precision: p,
+        batch_norm: Default::default(),
     };
     let prediction =
         PredictionHeadConfig::new(m.proj_output_dim, m.pred_hidden_dim, m.proj_output_dim).with_precision(p);

@@ -60,7 +60,7 @@ pub fn average_gradients(
 /// Writes a checkpoint from rank 0 only, then waits for every rank, so that no rank reads a
 /// checkpoint (to resume, say) before it is whole. Returns the path on rank 0, `None` on the
 /// others. Ranks hold the same weights and momentum after averaged steps; BatchNorm running
-/// statistics are rank 0's unless the model uses [`super::SyncBatchNorm`] (as with PyTorch's
+/// statistics are rank 0's unless the model uses [`super::synced_batch_stats`] (as with PyTorch's
 /// DistributedDataParallel, which broadcasts rank 0's buffers).
 pub fn save_checkpoint_rank0(
     comm: &dyn Communicator,

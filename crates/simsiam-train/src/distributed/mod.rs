@@ -12,13 +12,13 @@
 //!   batch.
 //! - [`save_checkpoint_rank0`]: rank 0 writes, every rank waits; any number of workers can
 //!   resume from the checkpoint, as long as the global batch is the same.
-//! - [`SyncBatchNorm`]: batch statistics (and the reductions of the backward pass) over all
-//!   ranks, so `W` workers with batch `b` compute what one worker with batch `W b` computes.
+//! - [`synced_batch_stats`]: `simsiam-models`' batch norms with their statistics (and the
+//!   reductions of the backward pass) over all ranks, so `W` workers with batch `b` compute
+//!   what one worker with batch `W b` computes (PyTorch's `SyncBatchNorm`).
 //!
-//! [`crate::Trainer::with_communicator`] wires the first four into the training loop.
-//! `simsiam-models`' layers use their own `BatchNorm`, so a SimSiam model trained through the
-//! trainer normalises per rank (PyTorch's DistributedDataParallel default) until those layers
-//! can be built as [`SyncBatchNorm`]; see `docs/cuda.md`.
+//! [`crate::Trainer::with_communicator`] wires the first four into the training loop; a model
+//! built with [`synced_batch_stats`] (as `simsiam pretrain --gpus N` builds it) normalises
+//! over all ranks.
 
 mod all_reduce;
 mod communicator;
@@ -32,4 +32,4 @@ pub use communicator::{Communicator, LocalCommunicator, is_primary};
 pub use data_parallel::{ShardedBatches, average_gradients, save_checkpoint_rank0, shard_rows};
 #[cfg(feature = "nccl")]
 pub use nccl::{NcclCommunicator, NcclId};
-pub use sync_bn::{SyncBatchNorm, SyncBatchNormStats, sync_batch_norm, sync_batch_norm_train};
+pub use sync_bn::synced_batch_stats;

@@ -3,55 +3,9 @@
 
 pub(crate) use ::gemm::Parallelism;
 
-use super::Float;
-use super::sgemm;
-
-/// A read-only `rows x cols` matrix view: element (i, j) at `data[i * rs + j * cs]`.
-#[derive(Clone, Copy)]
-pub(crate) struct MatRef<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a, T> MatRef<'a, T> {
-    /// A view; panics if it reaches past `data`.
-    pub(crate) fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        assert!(
-            rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < data.len(),
-            "matrix view out of bounds"
-        );
-        Self { data, rows, cols, rs, cs }
-    }
-
-    /// A contiguous row-major view.
-    pub(crate) fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self::new(data, rows, cols, cols, 1)
-    }
-
-    /// The transpose, without copying.
-    pub(crate) fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
-    }
-}
-
-/// A mutable `rows x cols` row-major matrix view with row stride `rs`.
-pub(crate) struct MatMut<'a, T> {
-    data: &'a mut [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-}
-
-impl<'a, T> MatMut<'a, T> {
-    /// A contiguous row-major view; panics if `data` is too short.
-    pub(crate) fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
-        assert!(data.len() >= rows * cols, "matrix view out of bounds");
-        Self { data, rows, cols, rs: cols }
-    }
-}
+use crate::Float;
+use crate::sgemm;
+pub(crate) use crate::view::{MatMut, MatRef};
 
 /// `dst = lhs x rhs`, or `dst += lhs x rhs` when `accumulate`.
 pub(crate) fn matmul<T: Float>(
@@ -74,7 +28,7 @@ pub(crate) fn matmul<T: Float>(
         }
         return;
     }
-    if sgemm::available()
+    if crate::options::avx2()
         && let (Some(d), Some(l), Some(r)) =
             (T::as_f32_mut(dst.data), T::as_f32(lhs.data), T::as_f32(rhs.data))
     {
@@ -83,9 +37,7 @@ pub(crate) fn matmul<T: Float>(
             Parallelism::Rayon(0) => rayon::current_num_threads(),
             Parallelism::Rayon(n) => n,
         };
-        let view =
-            |data, v: MatRef<'_, T>| sgemm::View { data, rows: v.rows, cols: v.cols, rs: v.rs, cs: v.cs };
-        sgemm::sgemm(d, dst.rs, view(l, lhs), view(r, rhs), accumulate, threads);
+        sgemm::sgemm(d, dst.rs, lhs.with_data(l), rhs.with_data(r), accumulate, threads);
         return;
     }
     let alpha = if accumulate { T::one() } else { T::zero() };

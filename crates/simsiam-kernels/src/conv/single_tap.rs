@@ -4,8 +4,8 @@
 //! other taps would multiply padding zeros: eight of nine for a 3x3 kernel.
 
 use super::Geometry;
-use crate::kernels::Float;
-use crate::kernels::gemm::{MatMut, MatRef, Parallelism, matmul};
+use crate::Float;
+use crate::gemm::{MatMut, MatRef, Parallelism, matmul};
 
 /// The index (`ky * kw + kx`) of the one kernel tap that meets the input: a 1x1 map, a 1x1
 /// output, a kernel wider than 1x1 and padding inside it, so the tap is `(p, p)`.

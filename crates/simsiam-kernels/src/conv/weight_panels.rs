@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::Geometry;
 use super::panels::pad_planes;
-use crate::kernels::sgemm::{self, MR, NR, OutMap, PackA, PackB, pack_panel_rows};
+use crate::sgemm::{self, MR, NR, OutMap, PackA, PackB, pack_panel_rows};
 
 /// Fewer columns of `dw` per thread than this, and the threads split the batch instead: each
 /// thread packs all of `dy` in the column split, which costs more than the product where

@@ -11,16 +11,13 @@
 //! already is the matrix, and convolutions of 1x1 maps are one product with the kernel tap
 //! that meets the input ([`single_tap`]). 3x3, stride-1, padding-1 `f32` convolutions on
 //! wide maps or with 512 channels take the Winograd path instead ([`winograd`];
-//! `SIMSIAM_WINOGRAD=0` turns it off, `=1` takes it wherever it fits).
+//! [`KernelOptions::winograd`](crate::KernelOptions) turns it off or takes it wherever it fits).
 
-use std::sync::OnceLock;
-
-use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, Parallelism, matmul};
-use super::{Float, contiguous_slice, on_fast_path, sgemm};
+use crate::{Float, contiguous_slice, on_fast_path, with_float};
 
 mod panels;
 mod single_tap;
@@ -104,16 +101,9 @@ pub fn conv2d_weight_grad(
     x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &ConvWeightGrad { params, kh, kw })
 }
 
-/// Columns of one chunk's im2col matrix to aim for; `SIMSIAM_CONV_COLUMNS` overrides it.
+/// Columns of one chunk's im2col matrix to aim for ([`crate::KernelOptions::conv_columns`]).
 fn target_columns() -> usize {
-    static COLUMNS: OnceLock<usize> = OnceLock::new();
-    *COLUMNS.get_or_init(|| {
-        std::env::var("SIMSIAM_CONV_COLUMNS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&v| v > 0)
-            .unwrap_or(2048)
-    })
+    crate::kernel_options().conv_columns
 }
 
 /// Fewer output columns per thread than this stay in one chunk, whose product splits its
@@ -419,7 +409,7 @@ fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
         return single_tap::weight_grad(x, dy, g, tap);
     }
     let k = g.k();
-    if sgemm::available() {
+    if crate::options::avx2() {
         let mut dw = vec![T::zero(); g.co * k];
         if let (Some(x), Some(dy), Some(out)) = (T::as_f32(x), T::as_f32(dy), T::as_f32_mut(&mut dw)) {
             weight_panels::weight_grad(x, dy, g, out);
@@ -458,19 +448,11 @@ fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
 /// Runs `f` on the f32 or f64 slices of two operands.
 macro_rules! dispatch2 {
     ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        match $s1 {
-            CpuStorage::F32(_) => {
-                let $a = contiguous_slice::<f32>($s1, $l1, $op, "first operand")?;
-                let $b = contiguous_slice::<f32>($s2, $l2, $op, "second operand")?;
-                CpuStorage::F32($body)
-            }
-            CpuStorage::F64(_) => {
-                let $a = contiguous_slice::<f64>($s1, $l1, $op, "first operand")?;
-                let $b = contiguous_slice::<f64>($s2, $l2, $op, "second operand")?;
-                CpuStorage::F64($body)
-            }
-            s => candle::bail!("{}: unsupported dtype {:?}", $op, s.dtype()),
-        }
+        with_float!($s1, $op, |T| {
+            let $a = contiguous_slice::<T>($s1, $l1, $op, "first operand")?;
+            let $b = contiguous_slice::<T>($s2, $l2, $op, "second operand")?;
+            $body
+        })
     };
 }
 
@@ -614,12 +596,7 @@ mod tests {
     use candle::{DType, Device, Var};
 
     use super::*;
-
-    fn rel(ours: &Tensor, reference: &Tensor) -> Result<f64> {
-        let diff = (ours.to_dtype(DType::F64)? - reference.to_dtype(DType::F64)?)?.sqr()?.sum_all()?;
-        let norm = reference.to_dtype(DType::F64)?.sqr()?.sum_all()?;
-        Ok((diff.to_scalar::<f64>()? / norm.to_scalar::<f64>()?.max(1e-300)).sqrt())
-    }
+    use crate::testing::rel;
 
     /// Our op against candle's conv2d on `view(x)` and `wview(w)`: output, and the gradients
     /// that reach `x` and `w` through the views.
@@ -844,7 +821,7 @@ mod tests {
 
     #[test]
     fn wide_weight_gradients_do_not_depend_on_the_thread_count() -> Result<()> {
-        if !sgemm::available() {
+        if !crate::sgemm::available() {
             eprintln!("skipped: without AVX2/FMA, f32 weight gradients sum per thread group");
             return Ok(());
         }

@@ -12,11 +12,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{Float, avx2_dispatch, contiguous_slice, on_fast_path};
+use crate::{Float, avx2_dispatch, contiguous_slice, on_fast_path, with_float};
 
 /// The batch statistics of one training-mode call, to update running statistics with.
 #[derive(Debug, Clone)]
@@ -535,11 +534,7 @@ impl BatchNormOp {
             keep(&op.saved, saved, NAME)?;
             Ok(y)
         }
-        Ok(match x {
-            CpuStorage::F32(_) => CpuStorage::F32(go::<f32>(self, x, lx, wb, d)?),
-            CpuStorage::F64(_) => CpuStorage::F64(go::<f64>(self, x, lx, wb, d)?),
-            s => candle::bail!("{NAME}: unsupported dtype {:?}", s.dtype()),
-        })
+        Ok(with_float!(x, NAME, |T| go::<T>(self, x, lx, wb, d)?))
     }
 
     /// The CUDA forward, as [`Self::run`]: `y`, with the statistics kept for the backward.
@@ -684,11 +679,7 @@ impl AddReluOp {
             keep(&op.saved, saved, name)?;
             Ok(y)
         }
-        Ok(match x {
-            CpuStorage::F32(_) => CpuStorage::F32(go::<f32>(self, (x, lx), (r, lr), wb, d)?),
-            CpuStorage::F64(_) => CpuStorage::F64(go::<f64>(self, (x, lx), (r, lr), wb, d)?),
-            s => candle::bail!("{}: unsupported dtype {:?}", Self::NAME, s.dtype()),
-        })
+        Ok(with_float!(x, Self::NAME, |T| go::<T>(self, (x, lx), (r, lr), wb, d)?))
     }
 
     /// `(dx, dresidual, dweight, dbias)`: `dy` masked where the output is zero is the
@@ -787,17 +778,10 @@ impl CustomOp2 for ReluMask {
                 .for_each(|((o, g), y)| relu_mask(o, g, y));
             out
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(mask(
-                contiguous_slice::<f32>(s1, l1, name, "gradient")?,
-                contiguous_slice::<f32>(s2, l2, name, "output")?,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(mask(
-                contiguous_slice::<f64>(s1, l1, name, "gradient")?,
-                contiguous_slice::<f64>(s2, l2, name, "output")?,
-            )),
-            s => candle::bail!("{name}: unsupported dtype {:?}", s.dtype()),
-        };
+        let out = with_float!(s1, name, |T| mask(
+            contiguous_slice::<T>(s1, l1, name, "gradient")?,
+            contiguous_slice::<T>(s2, l2, name, "output")?,
+        ));
         Ok((out, l1.shape().clone()))
     }
 }
@@ -827,23 +811,13 @@ impl CustomOp2 for BatchNormBackward {
             candle::bail!("{name}: input {:?} and gradient {:?} differ", l1.shape(), l2.shape());
         }
         let d = Dims::new(l1.shape());
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(backward(
-                contiguous_slice::<f32>(s1, l1, name, "input")?,
-                contiguous_slice::<f32>(s2, l2, name, "gradient")?,
-                d,
-                saved,
-                self.relu,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(backward(
-                contiguous_slice::<f64>(s1, l1, name, "input")?,
-                contiguous_slice::<f64>(s2, l2, name, "gradient")?,
-                d,
-                saved,
-                self.relu,
-            )),
-            s => candle::bail!("{name}: unsupported dtype {:?}", s.dtype()),
-        };
+        let out = with_float!(s1, name, |T| backward(
+            contiguous_slice::<T>(s1, l1, name, "input")?,
+            contiguous_slice::<T>(s2, l2, name, "gradient")?,
+            d,
+            saved,
+            self.relu,
+        ));
         Ok((out, Shape::from(l1.shape().elem_count() + 2 * d.c)))
     }
 
@@ -873,12 +847,7 @@ mod tests {
     use candle::{Device, Var};
 
     use super::*;
-
-    fn rel(ours: &Tensor, reference: &Tensor) -> Result<f64> {
-        let diff = (ours.to_dtype(DType::F64)? - reference.to_dtype(DType::F64)?)?.sqr()?.sum_all()?;
-        let norm = reference.to_dtype(DType::F64)?.sqr()?.sum_all()?;
-        Ok((diff.to_scalar::<f64>()? / norm.to_scalar::<f64>()?.max(1e-300)).sqrt())
-    }
+    use crate::testing::rel;
 
     /// Ours against the stock composition on `view(x)`: output, statistics and the gradients
     /// of `x`, weight and bias.

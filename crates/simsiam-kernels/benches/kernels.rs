@@ -3,15 +3,13 @@
 //! `Melem/s` reads as MFLOP/s), next to candle's stock ops.
 //!
 //! ```sh
-//! cargo bench -p simsiam-models --bench kernels
+//! cargo bench -p simsiam-kernels --bench kernels
 //! ```
 
 use candle::{DType, Device, Tensor, Var};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use simsiam_models::kernels::{
-    Conv2dParams, batch_norm_train, conv2d, conv2d_input_grad, conv2d_weight_grad,
-};
-use simsiam_models::{MaxPool2dConfig, max_pool2d};
+use simsiam_kernels::{Conv2dParams, batch_norm_train, conv2d, conv2d_input_grad, conv2d_weight_grad};
+use simsiam_kernels::{MaxPool2dConfig, max_pool2d};
 
 /// (name, batch, in, out, size, kernel, stride, padding)
 type ConvCase = (&'static str, usize, usize, usize, usize, usize, usize, usize);

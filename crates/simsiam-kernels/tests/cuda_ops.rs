@@ -4,13 +4,11 @@
 //!
 //! Built without the `cuda` feature, or run without a GPU, each test prints
 //! "skipped: no CUDA device" and passes. On a GPU machine:
-//! `cargo test --release -p simsiam-models --features cuda --test cuda_ops`.
+//! `cargo test --release -p simsiam-kernels --features cuda --test cuda_ops`.
 
 use candle::{D, DType, Device, Result, Tensor, Var};
-use simsiam_models::kernels::{
-    Conv2dParams, batch_norm_train, conv2d, conv2d_input_grad, conv2d_weight_grad,
-};
-use simsiam_models::{MaxPool2dConfig, max_pool2d};
+use simsiam_kernels::{Conv2dParams, batch_norm_train, conv2d, conv2d_input_grad, conv2d_weight_grad};
+use simsiam_kernels::{MaxPool2dConfig, max_pool2d};
 
 const TOL: f64 = 1e-4;
 

@@ -12,6 +12,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use crate::view::MatRef;
+
 /// Rows of the register tile.
 pub(crate) const MR: usize = 6;
 /// Columns of the register tile (two AVX vectors).
@@ -23,34 +25,10 @@ const MC: usize = 96;
 /// Columns of `B` packed at once: `KC x NC` is 2 MiB.
 const NC: usize = 2048;
 
-/// Whether this CPU runs [`sgemm`]: x86-64 with AVX2 and FMA, detected once.
+/// Whether this CPU can run [`sgemm`] (AVX2 and FMA), whatever the options say: the safety
+/// condition of its `unsafe` calls. Callers choose the path with `options::avx2()`.
 pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static AVAILABLE: OnceLock<bool> = OnceLock::new();
-        *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// A read-only strided `rows x cols` view: element `(i, j)` at `data[i * rs + j * cs]`.
-#[derive(Clone, Copy)]
-pub(crate) struct View<'a> {
-    pub(crate) data: &'a [f32],
-    pub(crate) rows: usize,
-    pub(crate) cols: usize,
-    pub(crate) rs: usize,
-    pub(crate) cs: usize,
-}
-
-impl View<'_> {
-    fn at(&self, i: usize, j: usize) -> f32 {
-        self.data[i * self.rs + j * self.cs]
-    }
+    crate::Isa::detected() >= crate::Isa::Avx2
 }
 
 /// `c = a x b`, or `c += a x b` when `accumulate`, with `c` row-major (row stride `c_rs`),
@@ -58,7 +36,14 @@ impl View<'_> {
 ///
 /// The caller checked [`available`] and that the views lie inside their slices; shapes are
 /// checked here with assertions (they are ours, never a user's).
-pub(crate) fn sgemm(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumulate: bool, threads: usize) {
+pub(crate) fn sgemm(
+    c: &mut [f32],
+    c_rs: usize,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    accumulate: bool,
+    threads: usize,
+) {
     let (m, n) = (a.rows, b.cols);
     assert!(a.cols == b.rows && c_rs >= n, "sgemm: mismatched shapes");
     assert!(m == 0 || n == 0 || c.len() >= (m - 1) * c_rs + n, "sgemm: output too short");
@@ -74,7 +59,7 @@ pub(crate) fn sgemm(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumu
     let c = &mut c[..(m - 1) * c_rs + n];
     c.par_chunks_mut(per * c_rs).enumerate().for_each(|(i, c)| {
         let rows = per.min(m - i * per);
-        let a = View { data: &a.data[i * per * a.rs..], rows, ..a };
+        let a = MatRef { data: &a.data[i * per * a.rs..], rows, ..a };
         single(c, c_rs, a, b, accumulate);
     });
 }
@@ -90,7 +75,7 @@ pub(crate) trait PackA {
     fn pack(&self, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]);
 }
 
-impl PackA for View<'_> {
+impl PackA for MatRef<'_, f32> {
     fn dims(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
@@ -112,7 +97,7 @@ pub(crate) trait PackB {
     fn pack(&self, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]);
 }
 
-impl PackB for View<'_> {
+impl PackB for MatRef<'_, f32> {
     fn dims(&self) -> (usize, usize) {
         (self.rows, self.cols)
     }
@@ -204,7 +189,7 @@ thread_local! {
     static PACKED: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-fn single(c: &mut [f32], c_rs: usize, a: View<'_>, b: View<'_>, accumulate: bool) {
+fn single(c: &mut [f32], c_rs: usize, a: MatRef<'_, f32>, b: MatRef<'_, f32>, accumulate: bool) {
     sgemm_packed(c, OutMap::row_major(c_rs), &a, &b, accumulate);
 }
 
@@ -270,7 +255,7 @@ fn blocked(
 /// Packs rows `ic..ic + mc`, columns `pc..pc + kc` of `a` into `MR`-row panels, each `kc`
 /// groups of `MR` values, zero-padding the last panel.
 #[inline(always)]
-fn pack_a(a: View<'_>, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) {
+fn pack_a(a: MatRef<'_, f32>, ic: usize, mc: usize, pc: usize, kc: usize, dst: &mut [f32]) {
     for (panel, ir) in (0..mc).step_by(MR).enumerate() {
         let dst = &mut dst[panel * MR * kc..(panel + 1) * MR * kc];
         let rows = MR.min(mc - ir);
@@ -341,7 +326,7 @@ fn pack_8_steps(srcs: &[&[f32]; MR], t: usize, rows: usize, dst: &mut [f32]) {
 /// Packs rows `pc..pc + kc`, columns `jc..jc + nc` of `b` into `NR`-column panels, each `kc`
 /// rows of `NR` values, zero-padding the last panel.
 #[inline(always)]
-fn pack_b(b: View<'_>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
+fn pack_b(b: MatRef<'_, f32>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
     for (panel, jr) in (0..nc).step_by(NR).enumerate() {
         let dst = &mut dst[panel * NR * kc..(panel + 1) * NR * kc];
         let cols = NR.min(nc - jr);
@@ -623,7 +608,7 @@ pub(crate) mod x86 {
 mod tests {
     use super::*;
 
-    fn naive(a: View<'_>, b: View<'_>) -> Vec<f64> {
+    fn naive(a: MatRef<'_, f32>, b: MatRef<'_, f32>) -> Vec<f64> {
         let mut out = vec![0.0; a.rows * b.cols];
         for i in 0..a.rows {
             for j in 0..b.cols {
@@ -652,12 +637,12 @@ mod tests {
                 for threads in [1, 2, 3] {
                     let ad = values(m * k, 1);
                     let bd = values(k * n, 2);
-                    let a = View { data: &ad, rows: m, cols: k, rs: k, cs: 1 };
+                    let a = MatRef { data: &ad, rows: m, cols: k, rs: k, cs: 1 };
                     // `b` row-major [k, n], or the transpose of a row-major [n, k].
                     let b = if transposed {
-                        View { data: &bd, rows: k, cols: n, rs: 1, cs: k }
+                        MatRef { data: &bd, rows: k, cols: n, rs: 1, cs: k }
                     } else {
-                        View { data: &bd, rows: k, cols: n, rs: n, cs: 1 }
+                        MatRef { data: &bd, rows: k, cols: n, rs: n, cs: 1 }
                     };
                     let want = naive(a, b);
                     let c_rs = n + 3;
@@ -693,8 +678,8 @@ mod tests {
         for &(m, n, k, block_cols) in &[(13, 64, 40, 16), (7, 35, 300, 5), (20, 50, 9, 21), (6, 16, 0, 5)] {
             let ad = values(m * k, 3);
             let bd = values(k * n, 4);
-            let a = View { data: &ad, rows: m, cols: k, rs: k, cs: 1 };
-            let b = View { data: &bd, rows: k, cols: n, rs: n, cs: 1 };
+            let a = MatRef { data: &ad, rows: m, cols: k, rs: k, cs: 1 };
+            let b = MatRef { data: &bd, rows: k, cols: n, rs: n, cs: 1 };
             let stride = m * block_cols + 3;
             let out = OutMap { rs: block_cols, block_cols, block_stride: stride };
             let want = naive(a, b);

@@ -12,7 +12,9 @@
 use rayon::prelude::*;
 
 use super::Geometry;
-use crate::kernels::sgemm::{self, View};
+use crate::Winograd;
+use crate::sgemm;
+use crate::view::MatRef;
 
 mod rows;
 
@@ -24,8 +26,8 @@ const TARGET_TILES: usize = 256;
 /// Whether the Winograd path takes this convolution: when it [`fits`] and either its rows
 /// hold at least [`MIN_ROW_TILES`] tiles, so the tile transforms run eight tiles per vector
 /// ([`rows`]), or it has [`MIN_CHANNELS`] channels in and out, so the products outweigh the
-/// scalar transforms. `SIMSIAM_WINOGRAD=0` (read once) turns the path off; `=1` takes it for
-/// every convolution that fits.
+/// scalar transforms. [`KernelOptions::winograd`](crate::KernelOptions) turns the path off or
+/// takes it for every convolution that fits.
 ///
 /// Measured per layer with `profile_kernels` (2-core AVX2 EPYC, batch 64, forward / input
 /// gradient / weight gradient in ms, ranges over 2-4 runs) on the CIFAR ResNet-18: 64
@@ -36,14 +38,12 @@ const TARGET_TILES: usize = 256;
 /// ms per pass against 4.5-6.1). The whole cifar-r18 step at batch 64, A B A B: 251 G
 /// instructions and 103-108 G cycles through im2col, 174 G and 88-89 G with this choice.
 pub(super) fn applies(g: &Geometry) -> bool {
-    use std::sync::OnceLock;
-    static CHOICE: OnceLock<Option<bool>> = OnceLock::new();
-    let forced = *CHOICE.get_or_init(|| match std::env::var("SIMSIAM_WINOGRAD").as_deref() {
-        Ok("0") => Some(false),
-        Ok("1") => Some(true),
-        _ => None,
-    });
-    fits(g) && forced.unwrap_or_else(|| tiles(g).1 >= MIN_ROW_TILES || g.ci.min(g.co) >= MIN_CHANNELS)
+    fits(g)
+        && match crate::kernel_options().winograd {
+            Winograd::Off => false,
+            Winograd::Always => true,
+            Winograd::Auto => tiles(g).1 >= MIN_ROW_TILES || g.ci.min(g.co) >= MIN_CHANNELS,
+        }
 }
 
 /// Tiles per row from which the Winograd path is the default: one vector of tile transforms.
@@ -57,7 +57,7 @@ const MIN_CHANNELS: usize = 512;
 /// channels (the 16 products run over channels: an RGB stem's three would leave them mostly
 /// overhead), and our `f32` product available.
 fn fits(g: &Geometry) -> bool {
-    sgemm::available()
+    crate::options::avx2()
         && (g.kh, g.kw, g.s, g.p) == (3, 3, 1, 1)
         && g.h >= 2
         && g.w >= 2
@@ -247,13 +247,14 @@ fn products(
     threads: usize,
 ) {
     for e in 0..16 {
-        let a = View { data: &lhs[e * rows * inner..][..rows * inner], rows, cols: inner, rs: inner, cs: 1 };
+        let a =
+            MatRef { data: &lhs[e * rows * inner..][..rows * inner], rows, cols: inner, rs: inner, cs: 1 };
         let b_data = &rhs[e * inner * cols..][..inner * cols];
         // A transposed right-hand side is stored as [cols, inner].
         let b = if rhs_transposed {
-            View { data: b_data, rows: inner, cols, rs: 1, cs: inner }
+            MatRef { data: b_data, rows: inner, cols, rs: 1, cs: inner }
         } else {
-            View { data: b_data, rows: inner, cols, rs: cols, cs: 1 }
+            MatRef { data: b_data, rows: inner, cols, rs: cols, cs: 1 }
         };
         sgemm::sgemm(&mut dst[e * rows * cols..][..rows * cols], cols, a, b, accumulate, threads);
     }

@@ -8,6 +8,8 @@
 
 use candle::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
+use crate::{contiguous_slice, with_float};
+
 /// The window of a 2-D max-pool, square for kernel, stride and padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaxPool2dConfig {
@@ -86,13 +88,6 @@ impl Geometry {
     }
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle::bail!("max_pool2d: {what} must be contiguous"),
-    }
-}
-
 fn forward<T: PartialOrd + Copy>(x: &[T], g: &Geometry, c: MaxPool2dConfig) -> Vec<T> {
     let mut out = Vec::with_capacity(g.planes * g.oh * g.ow);
     for plane in x.chunks_exact(g.h * g.w) {
@@ -130,11 +125,12 @@ impl CustomOp1 for MaxPool2d {
         let g = Geometry::new(layout.shape(), self.0)?;
         let (n, ch, _, _) = layout.shape().dims4()?;
         let shape = Shape::from((n, ch, g.oh, g.ow));
-        let out = match storage {
-            CpuStorage::F32(d) => CpuStorage::F32(forward(contiguous(d, layout, "input")?, &g, self.0)),
-            CpuStorage::F64(d) => CpuStorage::F64(forward(contiguous(d, layout, "input")?, &g, self.0)),
-            _ => candle::bail!("max_pool2d: only f32 and f64 are supported"),
-        };
+        let name = self.name();
+        let out = with_float!(storage, name, |T| forward(
+            contiguous_slice::<T>(storage, layout, name, "input")?,
+            &g,
+            self.0
+        ));
         Ok((out, shape))
     }
 
@@ -146,7 +142,7 @@ impl CustomOp1 for MaxPool2d {
     ) -> Result<(candle::CudaStorage, Shape)> {
         let g = Geometry::new(layout.shape(), self.0)?;
         let (n, ch, _, _) = layout.shape().dims4()?;
-        let out = crate::kernels::cuda::max_pool_fwd(storage, layout, self.0, g.dims())?;
+        let out = crate::cuda::max_pool_fwd(storage, layout, self.0, g.dims())?;
         Ok((out, Shape::from((n, ch, g.oh, g.ow))))
     }
 
@@ -176,21 +172,13 @@ impl CustomOp2 for MaxPool2dBackward {
         if l2.shape().elem_count() != g.planes * g.oh * g.ow {
             candle::bail!("max_pool2d backward: gradient shape {:?} does not match", l2.shape());
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(dy)) => CpuStorage::F32(backward(
-                contiguous(x, l1, "input")?,
-                contiguous(dy, l2, "gradient")?,
-                &g,
-                self.0,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(dy)) => CpuStorage::F64(backward(
-                contiguous(x, l1, "input")?,
-                contiguous(dy, l2, "gradient")?,
-                &g,
-                self.0,
-            )),
-            _ => candle::bail!("max_pool2d backward: only matching f32 or f64 inputs are supported"),
-        };
+        let name = self.name();
+        let out = with_float!(s1, name, |T| backward(
+            contiguous_slice::<T>(s1, l1, name, "input")?,
+            contiguous_slice::<T>(s2, l2, name, "gradient")?,
+            &g,
+            self.0,
+        ));
         Ok((out, l1.shape().clone()))
     }
 
@@ -206,7 +194,7 @@ impl CustomOp2 for MaxPool2dBackward {
         if l2.shape().elem_count() != g.planes * g.oh * g.ow {
             candle::bail!("max_pool2d backward: gradient shape {:?} does not match", l2.shape());
         }
-        let out = crate::kernels::cuda::max_pool_bwd(s1, l1, s2, l2, self.0, g.dims())?;
+        let out = crate::cuda::max_pool_bwd(s1, l1, s2, l2, self.0, g.dims())?;
         Ok((out, l1.shape().clone()))
     }
 }

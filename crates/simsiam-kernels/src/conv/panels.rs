@@ -6,19 +6,20 @@
 //! no reordering copy of the output.
 
 use super::Geometry;
-use crate::kernels::sgemm::{self, NR, OutMap, PackB, View};
+use crate::sgemm::{self, NR, OutMap, PackB};
+use crate::view::MatRef;
 
 /// Whether [`forward`] takes `g`: our `f32` product, output planes of whole register tiles
 /// (so that no tile straddles two samples), and a kernel wider than 1x1 (a 1x1 kernel's
 /// im2col matrix is no larger than its input, and packs faster from there).
 pub(super) fn applies(g: &Geometry) -> bool {
-    sgemm::available() && g.out_plane() % NR == 0 && g.kh * g.kw > 1
+    crate::options::avx2() && g.out_plane() % NR == 0 && g.kh * g.kw > 1
 }
 
 /// `out: [m, co, oh, ow] = conv(x: [m, ci, h, w], w)` on this thread; `pad` is scratch.
 pub(super) fn forward(x: &[f32], w: &[f32], g: &Geometry, m: usize, out: &mut [f32], pad: &mut Vec<f32>) {
     let panels = Im2colPanels::new(x, g, m, pad);
-    let wm = View { data: w, rows: g.co, cols: g.k(), rs: g.k(), cs: 1 };
+    let wm = MatRef { data: w, rows: g.co, cols: g.k(), rs: g.k(), cs: 1 };
     let pp = g.out_plane();
     let map = OutMap { rs: pp, block_cols: pp, block_stride: g.co * pp };
     sgemm::sgemm_packed(&mut out[..m * g.out_sample()], map, &wm, &panels, false);

@@ -24,12 +24,8 @@ mod glibc {
 /// largest threshold) come from the heap instead of fresh mappings, the heap grows in steps of
 /// 256 MiB, and freed memory is returned to the kernel only past 1 GiB at the top of the
 /// heap. Call it once at the start of a training program; libraries should leave the
-/// decision to the program. Does nothing, and returns `false`, on other C libraries or when
-/// the environment variable `SIMSIAM_MALLOC_TUNING` is `0`.
+/// decision to the program. Does nothing, and returns `false`, on other C libraries.
 pub fn keep_freed_memory() -> bool {
-    if std::env::var("SIMSIAM_MALLOC_TUNING").is_ok_and(|v| v == "0") {
-        return false;
-    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use glibc::*;

@@ -1,13 +1,21 @@
-//! CPU kernels for the training step, as candle custom ops with their backward passes.
+//! Fast CPU training kernels for candle: convolution, batch normalisation and max-pooling as
+//! candle custom ops with their backward passes, for any candle CNN.
 //!
-//! - [`conv2d`]: bias-free, single-group, undilated 2-D convolution through im2col/col2im onto
-//!   a matrix product (our AVX2/FMA `f32` kernel where the CPU has one, else the `gemm` crate), with its input and weight gradients as further custom ops.
+//! - [`conv2d`]: bias-free, single-group, undilated 2-D convolution through im2col onto our
+//!   AVX2/FMA `f32` matrix product (the `gemm` crate's elsewhere), Winograd `F(2x2, 3x3)` on
+//!   wide maps, with its input and weight gradients as further custom ops.
 //! - [`batch_norm_train`]: training-mode batch normalisation (statistics, normalisation,
 //!   affine and an optional ReLU) as one op per direction, and [`batch_norm_add_relu_train`],
 //!   which also adds a residual block's identity before the ReLU.
+//! - [`max_pool2d`]: PyTorch's `MaxPool2d` with padding and overlapping windows (candle's has
+//!   neither), forward and backward.
+//! - [`KernelOptions`]: the program's choices (vector level, Winograd, candle's stock ops
+//!   instead), installed once with [`set_kernel_options`]; this crate reads no environment.
+//! - [`keep_freed_memory`]: glibc `malloc` settings that let a training loop reuse its freed
+//!   step buffers.
 //!
 //! The kernels run for `f32` and `f64` tensors on the CPU. With the `cuda` feature, batch norm
-//! (and `max_pool2d`) run our own CUDA kernels on `f32` CUDA tensors ([`cuda`], compiled with
+//! and max-pooling run our own CUDA kernels on `f32` CUDA tensors ([`cuda`], compiled with
 //! NVRTC at first use) and the convolutions go to candle's CUDA conv2d (cuDNN with `cudnn`).
 //! Other dtypes and devices fall back to candle's stock ops.
 
@@ -17,13 +25,18 @@ mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod gemm;
+mod max_pool;
+mod options;
 mod sgemm;
+#[cfg(test)]
+mod testing;
+mod view;
 
 pub use allocator::keep_freed_memory;
 pub use batch_norm::{BatchNormStats, batch_norm_add_relu_train, batch_norm_train};
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
-
-use std::sync::OnceLock;
+pub use max_pool::{MaxPool2dConfig, max_pool2d};
+pub use options::{Isa, KernelOptions, Winograd, kernel_options, set_kernel_options};
 
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
@@ -79,13 +92,13 @@ macro_rules! avx2_dispatch {
         #[allow(clippy::too_many_arguments)]
         fn $name<T: Float>($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
-            if crate::kernels::sgemm::available() {
+            if crate::options::avx2() {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx2<T: Float>($($arg: $ty),*) $(-> $ret)? {
                     $kernel::<T>($($arg),*)
                 }
-                // SAFETY: `sgemm::available` checked that this CPU has AVX2 and FMA.
+                // SAFETY: `options::avx2` checked that this CPU has AVX2 and FMA.
                 return unsafe { avx2::<T>($($arg),*) };
             }
             $kernel::<T>($($arg),*)
@@ -95,16 +108,33 @@ macro_rules! avx2_dispatch {
 pub(crate) use avx2_dispatch;
 
 /// Whether `t` can go through our kernels: an f32 or f64 tensor on the CPU, or an f32 tensor
-/// on a CUDA device (with the `cuda` feature), unless the environment variable
-/// `SIMSIAM_STOCK_KERNELS` is `1` (read once), which sends everything through candle's stock
-/// ops for comparison.
+/// on a CUDA device (with the `cuda` feature), unless [`KernelOptions::stock`] sends
+/// everything through candle's stock ops.
 pub(crate) fn on_fast_path(t: &Tensor) -> bool {
-    static STOCK: OnceLock<bool> = OnceLock::new();
-    let stock = *STOCK.get_or_init(|| std::env::var("SIMSIAM_STOCK_KERNELS").is_ok_and(|v| v == "1"));
     let cpu = t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64);
     let cuda = cfg!(feature = "cuda") && t.device().is_cuda() && t.dtype() == DType::F32;
-    !stock && (cpu || cuda)
+    !kernel_options().stock && (cpu || cuda)
 }
+
+/// Evaluates `$body` with the type `$T` bound to the element type of `$storage` (`f32` or
+/// `f64`) and wraps the `Vec<$T>` it returns back into a [`CpuStorage`]; other dtypes are an
+/// error naming the op `$op`. The one place the kernels turn a dtype into a type.
+macro_rules! with_float {
+    ($storage:expr, $op:expr, |$T:ident| $body:expr) => {
+        match candle::backend::BackendStorage::dtype($storage) {
+            candle::DType::F32 => {
+                type $T = f32;
+                candle::CpuStorage::F32($body)
+            }
+            candle::DType::F64 => {
+                type $T = f64;
+                candle::CpuStorage::F64($body)
+            }
+            dtype => candle::bail!("{}: unsupported dtype {dtype:?}", $op),
+        }
+    };
+}
+pub(crate) use with_float;
 
 /// The contiguous elements of a tensor's storage, or an error naming the op and operand.
 pub(crate) fn contiguous_slice<'a, T: Float>(
@@ -121,3 +151,8 @@ pub(crate) fn contiguous_slice<'a, T: Float>(
         None => candle::bail!("{op}: {what} must be contiguous"),
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

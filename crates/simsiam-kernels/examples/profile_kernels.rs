@@ -3,15 +3,16 @@
 //! the criterion version.
 //!
 //! ```sh
-//! cargo run --release -p simsiam-models --example profile_kernels -- [cifar|imagenet] [batch]
+//! cargo run --release -p simsiam-kernels --example profile_kernels -- [cifar|imagenet] [batch]
 //! ```
+//!
+//! `SIMSIAM_WINOGRAD`, `SIMSIAM_ISA`, `SIMSIAM_STOCK_KERNELS` and `SIMSIAM_CONV_COLUMNS` set the
+//! kernels' options ([`simsiam_kernels::KernelOptions::from_vars`]).
 
 use std::time::Instant;
 
 use candle::{DType, Device, Result, Tensor};
-use simsiam_models::kernels::{
-    Conv2dParams, batch_norm_train, conv2d, conv2d_input_grad, conv2d_weight_grad,
-};
+use simsiam_kernels::{Conv2dParams, batch_norm_train, conv2d, conv2d_input_grad, conv2d_weight_grad};
 
 /// (in, out, size, kernel, stride, padding, how many in the network)
 type Layer = (usize, usize, usize, usize, usize, usize, usize);
@@ -54,6 +55,9 @@ fn time(reps: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
+    let options =
+        simsiam_kernels::KernelOptions::from_vars(|k| std::env::var(k).ok()).map_err(candle::Error::Msg)?;
+    simsiam_kernels::set_kernel_options(options);
     let mut args = std::env::args().skip(1);
     let model = args.next().unwrap_or_else(|| "cifar".into());
     let n: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(64);
