@@ -1,18 +1,20 @@
 //! Images per second of the SimSiam presets, beside Lightly's `SimSiamTransform`.
 //!
 //! ```text
-//! cargo run --release -p simsiam-augment --example bench_augment
+//! cargo run --release -p simsiam-augment --example bench_augment [-- --python <path>]
 //! ```
 //!
 //! Measures the CIFAR-10 preset (32x32 inputs) and the default preset (256x256 inputs, 224
-//! views), two views per image, on rayon pools of 1 and 2 threads. When `$SIMSIAM_PYTHON` or
-//! `/work/pyenv/bin/python` exists it runs `tools/augment/bench_lightly.py` right after each of
-//! our measurements, with the same preset (1 process, or a pool of 2 worker processes), and
-//! prints a Markdown table.
+//! views), two views per image, on rayon pools of 1 and 2 threads. With a Python that has
+//! torch and Lightly (`--python`, else `$SIMSIAM_PYTHON`, else the checkout's `.venv`, else
+//! `python3` on `PATH`, the rule of `cargo xtask bench`), it runs
+//! `tools/augment/bench_lightly.py` right after each of our measurements, with the same preset
+//! (1 process, or a pool of 2 worker processes), and prints a Markdown table. An empty
+//! `SIMSIAM_PYTHON` skips Lightly.
 //! `SIMSIAM_BENCH_SECONDS` sets the time per measurement (default 3).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use simsiam_augment::{RgbView, SimSiamConfig};
@@ -52,11 +54,36 @@ fn measure(
     Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
-fn python() -> Option<PathBuf> {
-    std::env::var_os("SIMSIAM_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from("/work/pyenv/bin/python")))
-        .filter(|p| p.exists())
+/// `--python`, else `$SIMSIAM_PYTHON` (empty: none), else the checkout's `.venv`, else
+/// `python3` on `PATH`; the last two only when they can import torch and Lightly.
+fn find_python(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    let from_env = std::env::var_os("SIMSIAM_PYTHON").map(PathBuf::from);
+    if let Some(chosen) = explicit.or(from_env) {
+        return (!chosen.as_os_str().is_empty()).then_some(chosen);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    venv.is_file().then_some(venv).into_iter().chain([PathBuf::from("python3")]).find(|p| has_lightly(p))
+}
+
+/// Whether `python` starts and imports torch and Lightly.
+fn has_lightly(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import torch, lightly"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The value of `--python <path>`, the only argument.
+fn parse_args() -> anyhow::Result<Option<PathBuf>> {
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next(), args.next()) {
+        (None, ..) => Ok(None),
+        (Some("--python"), Some(path), None) => Ok(Some(PathBuf::from(path))),
+        _ => anyhow::bail!("usage: bench_augment [--python <path>]"),
+    }
 }
 
 /// Runs the Lightly baseline; `None` when Python is missing or the script fails.
@@ -66,6 +93,7 @@ fn lightly(python: &Path, preset: &str, workers: usize, seconds: f64) -> Option<
         .arg(script)
         .args(["--preset", preset, "--workers", &workers.to_string(), "--seconds", &seconds.to_string()])
         .output()
+        .inspect_err(|e| eprintln!("cannot start {}: {e}", python.display()))
         .ok()?;
     if !output.status.success() {
         eprintln!("bench_lightly.py failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -82,6 +110,7 @@ fn loadavg() -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    let explicit = parse_args()?;
     let seconds: f64 =
         std::env::var("SIMSIAM_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let budget = Duration::from_secs_f64(seconds);
@@ -90,7 +119,13 @@ fn main() -> anyhow::Result<()> {
         ("cifar10", "CIFAR-10 (32x32 -> 2 x 32x32)", SimSiamConfig::cifar10(), 32u32, 512usize),
         ("default", "default (256x256 -> 2 x 224x224)", SimSiamConfig::default(), 256, 64),
     ];
-    let python = python();
+    let python = find_python(explicit);
+    match &python {
+        Some(p) => eprintln!("Lightly baseline with {}", p.display()),
+        None => eprintln!(
+            "no Lightly baseline: no Python with torch and Lightly (use --python or SIMSIAM_PYTHON)"
+        ),
+    }
     let mut rows = Vec::new();
     // Each Lightly measurement right after ours with the same preset and thread count, so that
     // both see the same load on a shared machine.

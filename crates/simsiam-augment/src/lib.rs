@@ -11,6 +11,8 @@
 //! - Randomness is explicit: every random op takes `&mut ChaCha8Rng`; a sample's generator
 //!   comes from `(seed, epoch, index)` ([`sample_rng`], [`view_rng`]), so a batch is
 //!   byte-identical on any number of threads.
+//! - [`EvalTransform`]: the deterministic preprocessing for evaluation (resize, [`center_crop`],
+//!   normalisation).
 //!
 //! Images enter as an interleaved [`RgbView`] (an [`image::RgbImage`] or a byte slice) and are
 //! worked on as a planar [`ChwImage`].
@@ -37,11 +39,13 @@
 
 mod adjust;
 mod blur;
+mod center_crop;
 mod chw_image;
 mod color_jitter;
 mod compose;
 mod crop;
 mod error;
+mod eval;
 mod flip;
 mod grayscale;
 mod multi_view;
@@ -58,11 +62,13 @@ mod workspace;
 
 pub use adjust::{adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation};
 pub use blur::{RandomGaussianBlur, auto_kernel_size, gaussian_blur, gaussian_kernel1d};
+pub use center_crop::center_crop;
 pub use chw_image::ChwImage;
 pub use color_jitter::{ColorJitter, JitterParams};
 pub use compose::{Compose, RandomApply, Transform};
 pub use crop::{CropBox, RandomResizedCrop, sample_crop};
 pub use error::{AugmentError, Result};
+pub use eval::EvalTransform;
 pub use flip::{HorizontalFlip, RandomHorizontalFlip, RandomVerticalFlip, hflip, vflip};
 pub use grayscale::{GRAY_WEIGHTS, RandomGrayscale, rgb_to_grayscale};
 pub use multi_view::MultiViewTransform;

@@ -70,16 +70,21 @@ pub fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
     ((u128::from(rng.next_u64()) * u128::from(n)) >> 64) as u64
 }
 
-/// A uniformly random permutation of `0..N` (Fisher-Yates).
-pub fn permutation<const N: usize>(rng: &mut ChaCha8Rng) -> [usize; N] {
-    let mut out = [0; N];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = i;
-    }
-    for i in (1..N).rev() {
+/// Shuffles `items` uniformly in place (Fisher-Yates from the back): for `i` from
+/// `len - 1` down to 1, swaps `items[i]` with `items[below(rng, i + 1)]`, one draw per step.
+/// Every seeded order in the workspace (colour-jitter order, epoch order, figure samples)
+/// comes from here, so this draw pattern is part of their reproducibility.
+pub fn shuffle<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
+    for i in (1..items.len()).rev() {
         let j = below(rng, i as u64 + 1) as usize;
-        out.swap(i, j);
+        items.swap(i, j);
     }
+}
+
+/// A uniformly random permutation of `0..N`: `0..N` [`shuffle`]d.
+pub fn permutation<const N: usize>(rng: &mut ChaCha8Rng) -> [usize; N] {
+    let mut out = std::array::from_fn(|i| i);
+    shuffle(&mut out, rng);
     out
 }
 
@@ -129,5 +134,35 @@ mod tests {
         let mut p = permutation::<4>(&mut rng);
         p.sort_unstable();
         assert_eq!(p, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn shuffle_keeps_the_orders_of_the_three_loops_it_replaced() {
+        // Values printed by the loops before they were merged into `shuffle` (the figures'
+        // `seeded_order(10, 42)`, colour jitter's `permutation::<4>`, and the loader's
+        // `epoch_permutation(12, 7, 3)`): any change to the draw pattern changes them.
+        let mut order: Vec<usize> = (0..10).collect();
+        let mut rng = sample_rng(42, 0, 0);
+        shuffle(&mut order, &mut rng);
+        assert_eq!(order, [3, 4, 1, 9, 2, 6, 7, 8, 5, 0]);
+        // Exactly one draw per position from the back: the stream continues where it did.
+        assert_eq!(rng.next_u64(), 169_464_138_418_922_223);
+        assert_eq!(permutation::<4>(&mut sample_rng(0, 0, 0)), [1, 3, 0, 2]);
+        let mut rng = sample_rng(7, 3, u64::MAX);
+        rng.set_stream(0x5348_5546_464c_4521);
+        let mut order: Vec<usize> = (0..12).collect();
+        shuffle(&mut order, &mut rng);
+        assert_eq!(order, [0, 5, 11, 1, 10, 4, 8, 9, 6, 3, 2, 7]);
+    }
+
+    #[test]
+    fn shuffle_handles_short_slices_without_drawing() {
+        let mut rng = sample_rng(1, 2, 3);
+        let mut empty: [u8; 0] = [];
+        shuffle(&mut empty, &mut rng);
+        let mut one = ['a'];
+        shuffle(&mut one, &mut rng);
+        assert_eq!(one, ['a']);
+        assert_eq!(rng.next_u64(), sample_rng(1, 2, 3).next_u64());
     }
 }

@@ -1,7 +1,7 @@
 //! Parity with torchvision 0.24.1 (torch 2.9.1) on fixed parameters.
 //!
-//! The fixtures come from `tools/augment/make_fixtures.py`
-//! (`/work/pyenv/bin/python tools/augment/make_fixtures.py` from the repository root): small
+//! The fixtures come from `tools/augment/make_fixtures.py` (`python tools/augment/make_fixtures.py`
+//! from the repository root, with a Python with the pinned versions above): small
 //! random and gradient images, each op's torchvision output on the `uint8` tensor path, and
 //! means of `RandomResizedCrop.get_params` over 200,000 draws. Each `case` line of
 //! `fixtures/manifest.txt` names the op and its parameters; the Python call that produced it is

@@ -6,12 +6,14 @@
 //! ```
 //!
 //! Options: `--workers 1,2` (thread counts), `--batches 40` (timed batches, after
-//! `--warmup 2`), `--no-python`. The PyTorch side runs `tools/data/bench_torch_loader.py` with
-//! `$SIMSIAM_PYTHON`, else `/work/pyenv/bin/python`, else `.venv/bin/python`, when one exists.
+//! `--warmup 2`), `--python <path>`, `--no-python`. The PyTorch side runs
+//! `tools/data/bench_torch_loader.py` with `--python`, else `$SIMSIAM_PYTHON`, else the
+//! checkout's `.venv`, else `python3` on `PATH` (the rule of `cargo xtask bench`; the last two
+//! only when they import torch and Lightly).
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,10 +28,18 @@ struct Args {
     batches: usize,
     warmup: usize,
     python: bool,
+    python_path: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, Error> {
-    let mut args = Args { data: PathBuf::new(), workers: vec![1, 2], batches: 40, warmup: 2, python: true };
+    let mut args = Args {
+        data: PathBuf::new(),
+        workers: vec![1, 2],
+        batches: 40,
+        warmup: 2,
+        python: true,
+        python_path: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -40,13 +50,14 @@ fn parse_args() -> Result<Args, Error> {
             }
             "--batches" => args.batches = value()?.parse()?,
             "--warmup" => args.warmup = value()?.parse()?,
+            "--python" => args.python_path = Some(PathBuf::from(value()?)),
             "--no-python" => args.python = false,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     if args.data.as_os_str().is_empty() {
         return Err("usage: bench_loader --data <dir with cifar-10-batches-bin> [--workers 1,2] \
-                    [--batches 40] [--warmup 2] [--no-python]"
+                    [--batches 40] [--warmup 2] [--python <path>] [--no-python]"
             .into());
     }
     Ok(args)
@@ -70,13 +81,26 @@ fn measure(dataset: &Arc<dyn Dataset>, workers: usize, args: &Args) -> Result<f6
     Ok((args.batches * 256) as f64 / start.elapsed().as_secs_f64())
 }
 
-fn python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::env::var_os("SIMSIAM_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([PathBuf::from("/work/pyenv/bin/python"), root.join(".venv/bin/python")])
-        .find(|p| p.is_file())
+/// `--python`, else `$SIMSIAM_PYTHON` (empty: none), else the checkout's `.venv`, else
+/// `python3` on `PATH`; the last two only when they can import torch and Lightly.
+fn find_python(explicit: Option<&Path>) -> Option<PathBuf> {
+    let from_env = std::env::var_os("SIMSIAM_PYTHON").map(PathBuf::from);
+    if let Some(chosen) = explicit.map(Path::to_path_buf).or(from_env) {
+        return (!chosen.as_os_str().is_empty()).then_some(chosen);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    venv.is_file().then_some(venv).into_iter().chain([PathBuf::from("python3")]).find(|p| has_lightly(p))
+}
+
+/// Whether `python` starts and imports torch and Lightly.
+fn has_lightly(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import torch, lightly"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// `(workers, images/s)` from the PyTorch script's JSON lines.
@@ -116,14 +140,16 @@ fn main() -> Result<(), Error> {
         rows.push(("simsiam-data `TwoViewLoader`", w, ips));
     }
     if args.python {
-        match python() {
+        match find_python(args.python_path.as_deref()) {
             Some(py) => {
                 for (w, ips) in torch(&args, &py)? {
                     eprintln!("PyTorch DataLoader, {w} worker(s): {ips:.0} images/s");
                     rows.push(("PyTorch `DataLoader` + Lightly `SimSiamTransform`", w, ips));
                 }
             }
-            None => eprintln!("skipped PyTorch: no Python found (set SIMSIAM_PYTHON)"),
+            None => eprintln!(
+                "skipped PyTorch: no Python with torch and Lightly (use --python or SIMSIAM_PYTHON)"
+            ),
         }
     }
     println!(
