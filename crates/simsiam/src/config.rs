@@ -1,9 +1,11 @@
 //! The run configuration: every knob of data, augmentation, model and training in one TOML
 //! file, with named presets and `section.key=value` overrides.
 //!
-//! Every closed set (dataset, stem, loss, ...) is an enum of [`choices`], so a bad value is
-//! refused while the file or override is read; [`RunConfig::validate`] checks the ranges the
-//! types cannot. [`convert`] turns the sections into the library crates' configs.
+//! Every closed set (dataset, stem, loss, ...) is an enum ([`DatasetKind`], [`StemKind`],
+//! [`LossKind`], ... written as the same words as ever), so a bad value is refused while the file
+//! or override is read, naming the allowed values; [`RunConfig::validate`] checks the ranges the
+//! types cannot. The sections become the library crates' configs in one place (`convert.rs`:
+//! [`RunConfig::trainer_config`], [`ModelConfig::resnet`], [`AugmentConfig::simsiam`], ...).
 
 mod choices;
 mod convert;
