@@ -1,10 +1,25 @@
 //! The run configuration: every knob of data, augmentation, model and training in one TOML
 //! file, with named presets and `section.key=value` overrides.
+//!
+//! Every closed set (dataset, stem, loss, ...) is an enum ([`DatasetKind`], [`StemKind`],
+//! [`LossKind`], ... written as the same words as ever), so a bad value is refused while the file
+//! or override is read, naming the allowed values; [`RunConfig::validate`] checks the ranges the
+//! types cannot. The sections become the library crates' configs in one place (`convert.rs`:
+//! [`RunConfig::trainer_config`], [`ModelConfig::resnet`], [`AugmentConfig::simsiam`], ...).
+
+mod choices;
+mod convert;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+pub use simsiam_train::ScheduleStep;
+
+pub use self::choices::{
+    Backbone, DatasetKind, DeviceKind, LossKind, NormalizationKind, PrecisionKind, Preset, StemKind,
+    UnknownChoice,
+};
 
 /// Everything a run needs; printed in full at start and stored in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,7 +40,7 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// `cifar10`, `cifar100` or `folder`.
-    pub dataset: String,
+    pub dataset: DatasetKind,
     /// For CIFAR, the directory holding `cifar-10-batches-bin` (or `cifar-100-binary`); for a
     /// folder, its root.
     pub path: PathBuf,
@@ -58,7 +73,7 @@ pub struct AugmentConfig {
     /// 90-degree-rotation probability.
     pub rr_prob: f64,
     /// `cifar10` or `imagenet` mean and std.
-    pub normalize: String,
+    pub normalize: NormalizationKind,
 }
 
 /// Backbone and heads.
@@ -66,9 +81,9 @@ pub struct AugmentConfig {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// `resnet18`, `resnet34` or `resnet50`.
-    pub backbone: String,
+    pub backbone: Backbone,
     /// `imagenet` (torchvision's 7x7 stem with max-pool) or `cifar` (3x3, no max-pool).
-    pub stem: String,
+    pub stem: StemKind,
     /// Channels of the first stage (64 for the standard networks).
     pub width: usize,
     /// Start each residual block's last BN at zero.
@@ -84,7 +99,7 @@ pub struct ModelConfig {
     /// Prediction head bottleneck width.
     pub pred_hidden_dim: usize,
     /// `negative_cosine` or `symmetrized_cross_entropy`.
-    pub loss: String,
+    pub loss: LossKind,
 }
 
 /// Optimiser, schedule, checkpoints and monitoring.
@@ -108,15 +123,16 @@ pub struct TrainConfig {
     /// Linear warmup epochs.
     pub warmup_epochs: usize,
     /// `epoch` or `iteration`.
-    pub schedule: String,
+    pub schedule: ScheduleStep,
     /// Seed of weights, shuffling and augmentation.
     pub seed: u64,
     /// `cpu`, `cuda`, `cuda:N` or `metal`.
-    pub device: String,
+    pub device: DeviceKind,
     /// `auto` (bf16 on CUDA, f32 elsewhere), `f32` or `bf16`: the dtype of convolutions and
     /// matrix products; weights, optimiser state, batch-norm statistics and the loss stay f32.
-    #[serde(default = "auto")]
-    pub precision: String,
+    /// Config files written before it existed mean `auto`.
+    #[serde(default)]
+    pub precision: PrecisionKind,
     /// Where checkpoints, metrics and figures go.
     pub output_dir: PathBuf,
     /// Steps between log lines.
@@ -133,23 +149,20 @@ pub struct TrainConfig {
     pub knn_t: f64,
 }
 
-/// `train.precision`'s default, for config files written before it existed.
-fn auto() -> String {
-    "auto".into()
-}
-
-/// The named presets.
-pub const PRESETS: [&str; 3] = ["lightly-example", "cifar10-paper", "satellite"];
-
 impl RunConfig {
-    /// A named preset.
+    /// A named preset: `lightly-example`, `cifar10-paper` or `satellite`.
     pub fn preset(name: &str) -> Result<Self> {
+        Ok(Self::from_preset(name.parse()?))
+    }
+
+    /// The configuration of `preset`.
+    pub fn from_preset(preset: Preset) -> Self {
         let base = Self::lightly_example();
-        Ok(match name {
-            "lightly-example" => base,
-            "cifar10-paper" => Self {
+        match preset {
+            Preset::LightlyExample => base,
+            Preset::Cifar10Paper => Self {
                 model: ModelConfig {
-                    stem: "cifar".into(),
+                    stem: StemKind::Cifar,
                     proj_hidden_dim: 2048,
                     proj_output_dim: 2048,
                     proj_layers: 2,
@@ -167,8 +180,8 @@ impl RunConfig {
                 },
                 ..base
             },
-            "satellite" => Self {
-                data: DataConfig { dataset: "folder".into(), path: "images".into(), ..base.data },
+            Preset::Satellite => Self {
+                data: DataConfig { dataset: DatasetKind::Folder, path: "images".into(), ..base.data },
                 augment: AugmentConfig {
                     input_size: 64,
                     min_scale: 0.5,
@@ -177,14 +190,13 @@ impl RunConfig {
                     vf_prob: 0.5,
                     rr_prob: 0.5,
                     gaussian_blur: 0.0,
-                    normalize: "imagenet".into(),
+                    normalize: NormalizationKind::Imagenet,
                     ..base.augment
                 },
                 train: TrainConfig { batch_size: 128, output_dir: "runs/satellite".into(), ..base.train },
                 ..base
             },
-            other => bail!("unknown preset `{other}`; presets: {}", PRESETS.join(", ")),
-        })
+        }
     }
 
     /// Lightly's SimSiam example on CIFAR-10: torchvision's resnet18 on 32x32, heads
@@ -192,7 +204,12 @@ impl RunConfig {
     /// 5e-4, 10 epochs.
     fn lightly_example() -> Self {
         Self {
-            data: DataConfig { dataset: "cifar10".into(), path: "data/cifar10".into(), limit: 0, workers: 2 },
+            data: DataConfig {
+                dataset: DatasetKind::Cifar10,
+                path: "data/cifar10".into(),
+                limit: 0,
+                workers: 2,
+            },
             augment: AugmentConfig {
                 input_size: 32,
                 cj_prob: 0.8,
@@ -203,11 +220,11 @@ impl RunConfig {
                 hf_prob: 0.5,
                 vf_prob: 0.0,
                 rr_prob: 0.0,
-                normalize: "cifar10".into(),
+                normalize: NormalizationKind::Cifar10,
             },
             model: ModelConfig {
-                backbone: "resnet18".into(),
-                stem: "imagenet".into(),
+                backbone: Backbone::Resnet18,
+                stem: StemKind::Imagenet,
                 width: 64,
                 zero_init_residual: false,
                 proj_hidden_dim: 512,
@@ -215,7 +232,7 @@ impl RunConfig {
                 proj_layers: 3,
                 proj_last_bn_affine: false,
                 pred_hidden_dim: 64,
-                loss: "negative_cosine".into(),
+                loss: LossKind::NegativeCosine,
             },
             train: TrainConfig {
                 epochs: 10,
@@ -226,10 +243,10 @@ impl RunConfig {
                 weight_decay: 5e-4,
                 fixed_predictor_lr: true,
                 warmup_epochs: 0,
-                schedule: "epoch".into(),
+                schedule: ScheduleStep::Epoch,
                 seed: 0,
-                device: "cpu".into(),
-                precision: "auto".into(),
+                device: DeviceKind::Cpu,
+                precision: PrecisionKind::Auto,
                 output_dir: "runs/lightly-example".into(),
                 log_every: 20,
                 checkpoint_every: 1,
@@ -241,6 +258,15 @@ impl RunConfig {
         }
     }
 
+    /// The TOML file when given, else the named preset, with `section.key=value` overrides.
+    pub fn load(file: Option<&Path>, preset: &str, overrides: &[String]) -> Result<Self> {
+        let base = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::preset(preset)?,
+        };
+        base.with_overrides(overrides)
+    }
+
     /// Reads a TOML file; unknown keys and bad values are errors naming the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -249,12 +275,13 @@ impl RunConfig {
     }
 
     /// Applies `section.key=value` overrides; the value is a TOML literal (`5`, `0.1`, `true`,
-    /// `"text"`) or bare text.
+    /// `"text"`) or bare text. A value the key's type refuses is an error naming the override.
     pub fn with_overrides(self, overrides: &[String]) -> Result<Self> {
         if overrides.is_empty() {
             return Ok(self);
         }
-        let mut value = toml::Value::try_from(&self).context("cannot represent the config as TOML")?;
+        let mut config = self;
+        let mut value = toml::Value::try_from(&config).context("cannot represent the config as TOML")?;
         for item in overrides {
             let (key, raw) =
                 item.split_once('=').with_context(|| format!("override `{item}` is not key=value"))?;
@@ -274,32 +301,18 @@ impl RunConfig {
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(raw.trim().to_owned()));
             table.insert(field.to_owned(), parsed);
+            // Read back after each one, so the error names the override at fault.
+            config = value
+                .clone()
+                .try_into()
+                .with_context(|| format!("invalid value in the override `{item}`"))?;
         }
-        value.try_into().context("invalid value in the overrides")
+        Ok(config)
     }
 
-    /// Checks every named choice and count before anything is loaded or written.
+    /// Checks the counts and rates the types do not: the named choices are enums, read or
+    /// refused with the file or override.
     pub fn validate(&self) -> Result<()> {
-        let one_of = |what: &str, value: &str, allowed: &[&str]| -> Result<()> {
-            if allowed.contains(&value) {
-                Ok(())
-            } else {
-                bail!("unknown {what} `{value}`: use {}", allowed.join(", "))
-            }
-        };
-        one_of("dataset", &self.data.dataset, &["cifar10", "cifar100", "folder"])?;
-        one_of("normalisation", &self.augment.normalize, &["cifar10", "imagenet"])?;
-        one_of("backbone", &self.model.backbone, &["resnet18", "resnet34", "resnet50"])?;
-        one_of("stem", &self.model.stem, &["imagenet", "cifar"])?;
-        one_of("loss", &self.model.loss, &["negative_cosine", "symmetrized_cross_entropy"])?;
-        one_of("schedule", &self.train.schedule, &["epoch", "iteration"])?;
-        one_of("precision", &self.train.precision, &["auto", "f32", "bf16"])?;
-        let device = self.train.device.as_str();
-        let cuda_n = device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
-        if !cuda_n {
-            one_of("device", device, &["cpu", "cuda", "metal"])
-                .map_err(|_| anyhow::anyhow!("unknown device `{device}`: use cpu, cuda, cuda:N or metal"))?;
-        }
         for (name, value) in [
             ("train.epochs", self.train.epochs),
             ("train.batch_size", self.train.batch_size),
@@ -337,12 +350,14 @@ mod tests {
 
     #[test]
     fn presets_round_trip_through_toml() -> Result<()> {
-        for name in PRESETS {
-            let config = RunConfig::preset(name)?;
+        for &preset in Preset::ALL {
+            let config = RunConfig::preset(preset.as_str())?;
+            assert_eq!(config, RunConfig::from_preset(preset));
             let back: RunConfig = toml::from_str(&config.to_toml()?)?;
-            assert_eq!(back, config, "{name}");
+            assert_eq!(back, config, "{preset}");
         }
-        assert!(RunConfig::preset("nope").is_err());
+        let e = RunConfig::preset("nope").expect_err("no such preset").to_string();
+        assert_eq!(e, "unknown preset `nope`: use lightly-example, cifar10-paper or satellite");
         Ok(())
     }
 
@@ -363,11 +378,42 @@ mod tests {
         ])?;
         assert_eq!(c.train.epochs, 3);
         assert_eq!(c.data.path, PathBuf::from("/tmp/x"));
-        assert_eq!(c.model.loss, "symmetrized_cross_entropy");
+        assert_eq!(c.model.loss, LossKind::SymmetrizedCrossEntropy);
         let base = RunConfig::preset("lightly-example")?;
         assert!(base.clone().with_overrides(&["train.epoch=3".into()]).is_err());
         assert!(base.clone().with_overrides(&["train.epochs=lots".into()]).is_err());
-        assert!(base.with_overrides(&["epochs".into()]).is_err());
+        assert!(base.clone().with_overrides(&["epochs".into()]).is_err());
+        let c = base
+            .clone()
+            .with_overrides(&["train.device=cuda:1".into(), "train.schedule=iteration".into()])?;
+        assert_eq!((c.train.device, c.train.schedule), (DeviceKind::Cuda(Some(1)), ScheduleStep::Iteration));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_choices_name_the_key_and_the_allowed_values() -> Result<()> {
+        let base = RunConfig::preset("lightly-example")?;
+        for (item, expected) in [
+            ("model.stem=resnet", "unknown stem `resnet`: use imagenet or cifar"),
+            ("data.dataset=imagenet", "unknown dataset `imagenet`: use cifar10, cifar100 or folder"),
+            ("augment.normalize=none", "unknown normalisation `none`: use cifar10 or imagenet"),
+            ("train.precision=f16", "unknown precision `f16`: use auto, f32 or bf16"),
+            ("train.device=cuda:x", "unknown device `cuda:x`: use cpu, cuda, cuda:N or metal"),
+            ("train.schedule=step", "unknown variant `step`, expected `iteration` or `epoch`"),
+        ] {
+            let e = format!(
+                "{:#}",
+                base.clone().with_overrides(&["train.epochs=2".into(), item.into()]).expect_err(item)
+            );
+            assert!(e.contains(&format!("override `{item}`")) && e.contains(expected), "{item}: {e}");
+        }
+        let mut text = base.to_toml()?.replace("loss = \"negative_cosine\"", "loss = \"l1\"");
+        let e = toml::from_str::<RunConfig>(&text).expect_err("l1").to_string();
+        assert!(e.contains("loss = \"l1\"") && e.contains("unknown loss `l1`"), "{e}");
+        // Files written before `train.precision` existed read as `auto`.
+        text = base.to_toml()?.replace("precision = \"auto\"\n", "");
+        assert!(!text.contains("precision"));
+        assert_eq!(toml::from_str::<RunConfig>(&text)?, base);
         Ok(())
     }
 }

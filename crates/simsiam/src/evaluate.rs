@@ -6,12 +6,12 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use simsiam_models::{ResNet, SimSiam};
 use simsiam_train::{
-    KnnConfig, KnnResult, LinearEvalConfig, LinearEvalResult, knn_evaluate, linear_eval, load_checkpoint,
+    KnnResult, LinearEvalConfig, LinearEvalResult, knn_evaluate, linear_eval, load_checkpoint,
     loader_features, read_train_state, write_embeddings_csv, write_embeddings_safetensors,
 };
 
 use crate::config::RunConfig;
-use crate::run::{Datasets, build_model, device, eval_loader, open_datasets};
+use crate::run::{Datasets, build_model, eval_loader, open_datasets};
 
 /// The config stored in a checkpoint, with overrides applied.
 pub fn checkpoint_config(checkpoint: &Path, overrides: &[String]) -> Result<RunConfig> {
@@ -24,7 +24,7 @@ pub fn checkpoint_config(checkpoint: &Path, overrides: &[String]) -> Result<RunC
 
 /// The model of a checkpoint with its weights, or the seeded random model without one.
 pub fn load_model(run: &RunConfig, checkpoint: Option<&Path>) -> Result<SimSiam<ResNet>> {
-    let (model, varmap) = build_model(run, &device(&run.train.device)?)?;
+    let (model, varmap) = build_model(run, &run.train.device.open()?)?;
     if let Some(checkpoint) = checkpoint {
         load_checkpoint(checkpoint, &varmap, None)?;
     }
@@ -41,19 +41,18 @@ fn labelled(data: &Datasets) -> Result<(&std::sync::Arc<dyn simsiam_data::Datase
 /// Weighted kNN accuracy of the checkpoint's backbone (of the random network without one).
 pub fn knn(run: &RunConfig, checkpoint: Option<&Path>) -> Result<KnnResult> {
     let model = load_model(run, checkpoint)?;
-    let dev = device(&run.train.device)?;
+    let dev = run.train.device.open()?;
     let data = open_datasets(&run.data)?;
     let (test, classes) = labelled(&data)?;
     let bank = eval_loader(run, data.train.clone(), &dev)?;
     let queries = eval_loader(run, test.clone(), &dev)?;
-    let config = KnnConfig { k: run.train.knn_k, temperature: run.train.knn_t, ..KnnConfig::default() };
-    Ok(knn_evaluate(model.backbone(), &bank, &queries, classes, &config)?)
+    Ok(knn_evaluate(model.backbone(), &bank, &queries, classes, &run.knn_config())?)
 }
 
 /// Linear evaluation of the checkpoint's frozen backbone.
 pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> Result<LinearEvalResult> {
     let model = load_model(run, Some(checkpoint))?;
-    let dev = device(&run.train.device)?;
+    let dev = run.train.device.open()?;
     let data = open_datasets(&run.data)?;
     let (test, classes) = labelled(&data)?;
     let train = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
@@ -71,7 +70,7 @@ pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> 
 /// Writes the training images' embeddings as Lightly's CSV (`.csv`) or safetensors.
 pub fn embed(run: &RunConfig, checkpoint: &Path, out: &Path) -> Result<usize> {
     let model = load_model(run, Some(checkpoint))?;
-    let dev = device(&run.train.device)?;
+    let dev = run.train.device.open()?;
     let data = open_datasets(&run.data)?;
     let f = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
     match out.extension().and_then(|e| e.to_str()) {

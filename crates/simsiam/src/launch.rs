@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::config::{DeviceKind, RunConfig};
+
 /// The environment variables that make a process one rank of a group.
 pub const RANK: &str = "SIMSIAM_RANK";
 /// The group's size.
@@ -55,9 +57,27 @@ impl Rank {
     }
 
     /// `cuda:RANK`.
-    pub fn device(&self) -> String {
-        format!("cuda:{}", self.rank)
+    pub fn device(&self) -> DeviceKind {
+        DeviceKind::Cuda(Some(self.rank))
     }
+
+    /// Whether this process writes the run's files: rank 0 of a group, or a process alone.
+    pub fn is_primary() -> Result<bool> {
+        Ok(Self::from_env()?.is_none_or(|r| r.rank == 0))
+    }
+}
+
+/// `simsiam pretrain --gpus N` with `N > 1`: checks the run, then starts one rank per GPU with
+/// the command's arguments `args` (without the program name) and waits for all.
+pub fn launch_run(gpus: usize, run: &RunConfig, args: &[String]) -> Result<()> {
+    if Rank::from_env()?.is_some() {
+        bail!("--gpus inside a launched rank");
+    }
+    if !cfg!(feature = "nccl") {
+        bail!("--gpus {gpus} needs a build with the `nccl` feature");
+    }
+    run.validate()?;
+    launch(gpus, &rank_args(args), &run.train.output_dir)
 }
 
 /// The arguments a rank runs with: the launcher's, without `--gpus N` / `--gpus=N`.
@@ -175,7 +195,7 @@ mod tests {
         let r = Rank::from_vars(vars(&[(RANK, "1"), (WORLD_SIZE, "2"), (NCCL_ID, "/r/nccl-id")]))?
             .context("a rank")?;
         assert_eq!(r, Rank { rank: 1, world: 2, id_file: PathBuf::from("/r/nccl-id") });
-        assert_eq!(r.device(), "cuda:1");
+        assert_eq!(r.device().to_string(), "cuda:1");
         for bad in [
             vec![(RANK, "0")],
             vec![(RANK, "2"), (WORLD_SIZE, "2"), (NCCL_ID, "f")],

@@ -6,10 +6,12 @@
 //! - [`run`]: datasets, loaders, model and loss from a config.
 //! - [`pretrain::pretrain`]: a whole run with checkpoints, metrics and the kNN monitor.
 //! - [`launch`]: `simsiam pretrain --gpus N`, one process per GPU over NCCL.
-//! - [`figures`]: training curves, nearest-neighbour grids and embedding scatter plots as PNG.
+//! - `figures` (the `figures` feature, on by default): training curves, nearest-neighbour
+//!   grids and embedding scatter plots as PNG.
 
 pub mod config;
 pub mod evaluate;
+#[cfg(feature = "figures")]
 pub mod figures;
 pub mod launch;
 pub mod pretrain;

@@ -1,17 +1,13 @@
-//! `simsiam`: SimSiam pretraining, evaluation and embeddings from the command line.
+//! `simsiam`: SimSiam pretraining, evaluation and embeddings from the command line. This file
+//! parses the arguments and hands each command to the library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use simsiam::config::{PRESETS, RunConfig};
-use simsiam::figures::embeddings::EmbeddedImages;
-use simsiam::figures::neighbors::{CosineIndex, NEIGHBORS};
-use simsiam::figures::{self, EmbeddingTable, NeighborsOptions, PlotOptions, Query, ScatterOptions};
-use simsiam::{evaluate, launch, pretrain};
-use simsiam_train::LinearEvalConfig;
+use simsiam::config::{DatasetKind, RunConfig};
+use simsiam::{evaluate, launch, pretrain, run};
 
 #[derive(Parser)]
 #[command(name = "simsiam", version, about = "SimSiam self-supervised pretraining (Chen & He, 2021) in Rust")]
@@ -198,21 +194,14 @@ struct EmbeddedDataArgs {
     overrides: Vec<String>,
 }
 
+#[cfg(feature = "figures")]
 impl EmbeddedDataArgs {
-    /// The embeddings, and the training images of the configured dataset (with data.limit).
-    fn load(&self) -> Result<(EmbeddingTable, Arc<dyn simsiam_data::Dataset>)> {
-        let run = match &self.checkpoint {
-            Some(checkpoint) => evaluate::checkpoint_config(checkpoint, &self.overrides)?,
-            None => ConfigArgs {
-                preset: self.preset.clone(),
-                config: self.config.clone(),
-                overrides: self.overrides.clone(),
-            }
-            .load()?,
-        };
-        let table = figures::read_embeddings(&self.embeddings)?;
-        let data = simsiam::run::open_datasets(&run.data)?;
-        Ok((table, data.train))
+    /// The run config naming the dataset: the checkpoint's, or the preset or file.
+    fn run_config(&self) -> Result<RunConfig> {
+        match &self.checkpoint {
+            Some(checkpoint) => evaluate::checkpoint_config(checkpoint, &self.overrides),
+            None => RunConfig::load(self.config.as_deref(), &self.preset, &self.overrides),
+        }
     }
 }
 
@@ -223,102 +212,9 @@ struct FontArgs {
     font: Option<PathBuf>,
 }
 
-impl FontArgs {
-    fn apply(&self) -> Result<()> {
-        match &self.font {
-            Some(path) => figures::fonts::use_font_file(path),
-            None => Ok(()),
-        }
-    }
-}
-
-/// `out` with `_<row>` before its extension: `nn.png` -> `nn_42.png`.
-fn numbered(out: &Path, row: usize) -> PathBuf {
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = out.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-    out.with_file_name(format!("{stem}_{row}{ext}"))
-}
-
-fn neighbors(
-    images: &EmbeddedDataArgs,
-    queries: &[String],
-    num_queries: usize,
-    seed: u64,
-    stack: bool,
-    thumb_size: u32,
-) -> Result<()> {
-    let (table, dataset) = images.load()?;
-    let source = images.embeddings.as_path();
-    let lookup = EmbeddedImages::new(&table, dataset.as_ref(), source)?;
-    if table.len() < NEIGHBORS + 1 {
-        bail!(
-            "{}: {} embeddings; a query and {NEIGHBORS} neighbours need at least {}",
-            source.display(),
-            table.len(),
-            NEIGHBORS + 1
-        );
-    }
-    let rows: Vec<usize> = if queries.is_empty() {
-        if num_queries == 0 || num_queries > table.len() {
-            bail!("--num-queries {num_queries}: use 1 to {}", table.len());
-        }
-        figures::seeded_order(table.len(), seed).into_iter().take(num_queries).collect()
-    } else {
-        queries.iter().map(|q| figures::neighbors::resolve_query(&table, q, source)).collect::<Result<_>>()?
-    };
-    let index = CosineIndex::new(&table);
-    let queries = rows
-        .iter()
-        .map(|&row| Ok(Query { index: row, neighbors: index.nearest(row, NEIGHBORS)? }))
-        .collect::<Result<Vec<_>>>()?;
-    let options = NeighborsOptions { thumb_size, ..NeighborsOptions::default() };
-    let draw = |qs: &[Query]| figures::neighbors_figure(qs, &table.names, |row| lookup.image(row), &options);
-    // Every figure is drawn before any is written, so an error leaves the outputs as they were.
-    let figures: Vec<(PathBuf, image::RgbImage)> = if stack || queries.len() == 1 {
-        vec![(images.out.clone(), draw(&queries)?)]
-    } else {
-        queries
-            .iter()
-            .map(|q| Ok((numbered(&images.out, q.index), draw(std::slice::from_ref(q))?)))
-            .collect::<Result<_>>()?
-    };
-    for (path, figure) in &figures {
-        figures::save_png(figure, path)?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
-}
-
-fn scatter(
-    images: &EmbeddedDataArgs,
-    options: ScatterOptions,
-    num_images: usize,
-    min_distance: f64,
-    seed: u64,
-) -> Result<()> {
-    if !(min_distance >= 0.0 && min_distance.is_finite()) {
-        bail!("--min-distance {min_distance}: use a distance of 0 or more");
-    }
-    let (table, dataset) = images.load()?;
-    let lookup = EmbeddedImages::new(&table, dataset.as_ref(), &images.embeddings)?;
-    let points = figures::min_max_normalize(&figures::pca_2d(&table.values, table.dim)?);
-    let shown = figures::choose_thumbnails(&points, num_images, min_distance, seed);
-    let thumbs = shown.iter().map(|&row| Ok((row, lookup.image(row)?))).collect::<Result<Vec<_>>>()?;
-    let title = format!("PCA of {} embeddings ({} shown)", table.len(), thumbs.len());
-    let figure =
-        figures::scatter_figure(&points, &thumbs, &ScatterOptions { title: Some(title), ..options })?;
-    figures::save_png(&figure, &images.out)?;
-    println!("wrote {} ({} thumbnails of {} embeddings)", images.out.display(), thumbs.len(), table.len());
-    Ok(())
-}
-
 impl ConfigArgs {
     fn load(&self) -> Result<RunConfig> {
-        let base = match &self.config {
-            Some(path) => RunConfig::from_file(path)?,
-            None => RunConfig::preset(&self.preset)?,
-        };
-        base.with_overrides(&self.overrides)
+        RunConfig::load(self.config.as_deref(), &self.preset, &self.overrides)
     }
 }
 
@@ -327,18 +223,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pretrain { config, resume, gpus } => {
             let run = config.load()?;
             if gpus > 1 {
-                if launch::Rank::from_env()?.is_some() {
-                    bail!("--gpus inside a launched rank");
-                }
-                if !cfg!(feature = "nccl") {
-                    bail!("--gpus {gpus} needs a build with the `nccl` feature");
-                }
-                run.validate()?;
                 let args: Vec<String> = std::env::args().skip(1).collect();
-                launch::launch(gpus, &launch::rank_args(&args), &run.train.output_dir)?;
-                return Ok(());
+                return launch::launch_run(gpus, &run, &args);
             }
-            if launch::Rank::from_env()?.is_none_or(|r| r.rank == 0) {
+            if launch::Rank::is_primary()? {
                 eprintln!("# simsiam {} configuration\n{}", env!("CARGO_PKG_VERSION"), run.to_toml()?);
             }
             pretrain::pretrain(&run, resume)?;
@@ -369,8 +257,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(EvalCommand::Linear { checkpoint, epochs, lr }) => {
             let run = evaluate::checkpoint_config(&checkpoint.checkpoint, &checkpoint.overrides)?;
-            let config = LinearEvalConfig { epochs, lr, seed: run.train.seed, ..LinearEvalConfig::default() };
-            let r = evaluate::linear(&run, &checkpoint.checkpoint, &config)?;
+            let r = evaluate::linear(&run, &checkpoint.checkpoint, &run.linear_eval_config(epochs, lr))?;
             println!(
                 "linear evaluation ({epochs} epochs): top-1 {:.2}%, top-5 {:.2}%",
                 100.0 * r.top1,
@@ -383,35 +270,47 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {n} embeddings to {}", out.display());
         }
         Command::Download { dataset, dir, from } => {
-            let path = match dataset.as_str() {
-                "cifar10" => simsiam_data::fetch_cifar10(&dir, from.as_deref())?,
-                "cifar100" => simsiam_data::fetch_cifar100(&dir, from.as_deref())?,
-                other => anyhow::bail!("unknown dataset `{other}`: use cifar10 or cifar100"),
-            };
+            let path = run::download(dataset.parse::<DatasetKind>()?, &dir, from.as_deref())?;
             eprintln!("{dataset} is ready in {}", path.display());
         }
+        #[cfg(feature = "figures")]
         Command::Plot { metrics, out, width, height, font } => {
-            font.apply()?;
-            let records = figures::read_metrics(&metrics)?;
-            let options = PlotOptions { width, height, ..PlotOptions::default() };
-            figures::save_png(&figures::plot_metrics(&records, &options)?, &out)?;
+            use simsiam::figures::{self, PlotOptions};
+            figures::use_font(font.font.as_deref())?;
+            figures::draw_plot(&metrics, &out, &PlotOptions { width, height, ..PlotOptions::default() })?;
             println!("wrote {}", out.display());
         }
+        #[cfg(feature = "figures")]
         Command::Neighbors { images, queries, num_queries, seed, stack, thumb_size, font } => {
-            font.apply()?;
-            neighbors(&images, &queries, num_queries, seed, stack, thumb_size)?;
+            use simsiam::figures::{self, NeighborsRequest};
+            figures::use_font(font.font.as_deref())?;
+            let data = images.run_config()?.data;
+            let request = NeighborsRequest { queries, num_queries, seed, stack, thumb_size };
+            for path in figures::draw_neighbors(&images.embeddings, &data, &request, &images.out)? {
+                println!("wrote {}", path.display());
+            }
         }
+        #[cfg(feature = "figures")]
         Command::Scatter { images, num_images, seed, min_distance, thumb_size, size, font } => {
-            font.apply()?;
+            use simsiam::figures::{self, ScatterOptions, ScatterRequest};
+            figures::use_font(font.font.as_deref())?;
+            let data = images.run_config()?.data;
             let options =
                 ScatterOptions { width: size, height: size, thumb_size, ..ScatterOptions::default() };
-            scatter(&images, options, num_images, min_distance, seed)?;
+            let request = ScatterRequest { num_images, min_distance, seed, options };
+            let drawn = figures::draw_scatter(&images.embeddings, &data, &request, &images.out)?;
+            println!(
+                "wrote {} ({} thumbnails of {} embeddings)",
+                images.out.display(),
+                drawn.shown,
+                drawn.embeddings
+            );
         }
-        Command::Config { preset } => {
-            let run =
-                RunConfig::preset(&preset).with_context(|| format!("presets: {}", PRESETS.join(", ")))?;
-            print!("{}", run.to_toml()?);
+        #[cfg(not(feature = "figures"))]
+        Command::Plot { .. } | Command::Neighbors { .. } | Command::Scatter { .. } => {
+            anyhow::bail!("this simsiam was built without the `figures` feature: it draws no figures")
         }
+        Command::Config { preset } => print!("{}", RunConfig::preset(&preset)?.to_toml()?),
     }
     Ok(())
 }

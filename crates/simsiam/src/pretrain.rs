@@ -7,14 +7,13 @@ use anyhow::{Context, Result, bail};
 use candle::Device;
 use simsiam_train::distributed::{Communicator, ShardedBatches};
 use simsiam_train::{
-    Checkpointer, KnnConfig, MetricsLog, ScheduleStep, TrainError, TrainSummary, Trainer, TrainerConfig,
-    TwoViewBatches, atomic_write, knn_monitor, save_weights,
+    Checkpointer, MetricsLog, TrainError, TrainSummary, Trainer, TwoViewBatches, atomic_write, knn_monitor,
+    save_weights,
 };
 
 use crate::config::RunConfig;
-use crate::figures::{self, PlotOptions};
 use crate::launch::Rank;
-use crate::run::{OutputPaths, build_model, device, eval_loader, loss, open_datasets, train_loader};
+use crate::run::{OutputPaths, build_model, eval_loader, open_datasets, train_loader};
 
 /// Trains as configured, resuming from the newest checkpoint when `resume` is set.
 ///
@@ -25,7 +24,7 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     run.validate()?;
     let rank = Rank::from_env()?;
     let primary = rank.as_ref().is_none_or(|r| r.rank == 0);
-    let device = device(&rank.as_ref().map_or_else(|| run.train.device.clone(), Rank::device))?;
+    let device = rank.as_ref().map_or(run.train.device, Rank::device).open()?;
     let out = OutputPaths::new(&run.train.output_dir);
     let existing = out.checkpoints.is_dir() && Checkpointer::new(&out.checkpoints, 1)?.latest()?.is_some();
     if existing && !resume {
@@ -44,30 +43,11 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         );
     }
     let (model, varmap) = build_model(run, &device)?;
-    let schedule_step = match run.train.schedule.as_str() {
-        "epoch" => ScheduleStep::Epoch,
-        "iteration" => ScheduleStep::Iteration,
-        other => bail!("unknown schedule `{other}`: use epoch or iteration"),
-    };
     let t = &run.train;
-    let config = TrainerConfig {
-        epochs: t.epochs,
-        lr: run.lr(),
-        momentum: t.momentum,
-        weight_decay: t.weight_decay,
-        nesterov: false,
-        fixed_predictor_lr: t.fixed_predictor_lr,
-        warmup_epochs: t.warmup_epochs,
-        schedule_step,
-        log_every: t.log_every,
-        checkpoint_every: t.checkpoint_every,
-        keep_checkpoints: t.keep_checkpoints,
-        knn_every: t.knn_every,
-        seed: t.seed,
-    };
+    let config = run.trainer_config();
     let run_json = serde_json::to_value(run).context("cannot store the config")?;
     std::fs::create_dir_all(&out.dir).with_context(|| format!("cannot create {}", out.dir.display()))?;
-    let mut trainer = Trainer::new(model, varmap, loss(&run.model)?, config, run_json)?
+    let mut trainer = Trainer::new(model, varmap, run.model.loss.build(), config, run_json)?
         .with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?);
     if primary {
         trainer = trainer.with_metrics(MetricsLog::append(&out.metrics)?);
@@ -76,7 +56,7 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         trainer = trainer.with_communicator(communicator(r, &device)?);
     }
     if let (true, Some(test), Some(classes)) = (primary, &data.test, data.classes) {
-        let knn = KnnConfig { k: t.knn_k, temperature: t.knn_t, ..KnnConfig::default() };
+        let knn = run.knn_config();
         let bank = eval_loader(run, data.train.clone(), &device)?;
         let queries = eval_loader(run, test.clone(), &device)?;
         trainer = trainer.with_knn_monitor(knn_monitor(bank, queries, classes, knn));
@@ -161,7 +141,12 @@ fn communicator(r: &Rank, _: &Device) -> Result<Arc<dyn Communicator>> {
 }
 
 /// `simsiam plot` of the run's metrics into its directory.
+#[cfg(feature = "figures")]
 fn draw_plot(out: &OutputPaths) -> Result<()> {
-    let records = figures::read_metrics(&out.metrics)?;
-    figures::save_png(&figures::plot_metrics(&records, &PlotOptions::default())?, &out.plot)
+    crate::figures::draw_plot(&out.metrics, &out.plot, &crate::figures::PlotOptions::default())
+}
+
+#[cfg(not(feature = "figures"))]
+fn draw_plot(_: &OutputPaths) -> Result<()> {
+    bail!("this simsiam was built without the `figures` feature")
 }

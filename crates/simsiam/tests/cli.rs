@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use simsiam::config::{Preset, RunConfig};
+
 mod common;
-use common::{error_line, simsiam, stderr};
+use common::{error_line, simsiam, stderr, succeed};
 
 /// A CIFAR-10-format folder: 5 train batches and a test batch of `n` records each, labels
 /// cycling through the 10 classes, pixels from a fixed pattern.
@@ -65,7 +67,12 @@ fn a_tiny_run_pretrains_evaluates_embeds_and_refuses_to_overwrite() {
     let log = stderr(&run);
     assert!(log.contains("[train]") && log.contains("epochs = 2"), "the config is not printed: {log}");
     assert!(log.contains("kNN top-1"), "no kNN accuracy: {log}");
-    for file in ["config.toml", "metrics.jsonl", "model.safetensors", "plot.png"] {
+    assert_eq!(
+        out.join("plot.png").is_file(),
+        cfg!(feature = "figures"),
+        "plot.png with the `figures` feature only"
+    );
+    for file in ["config.toml", "metrics.jsonl", "model.safetensors"] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
@@ -101,10 +108,32 @@ fn a_tiny_run_pretrains_evaluates_embeds_and_refuses_to_overwrite() {
     assert_eq!(back.embeddings.dims(), [100, 32]);
     assert_eq!(back.labels[..3], [Some(0), Some(1), Some(2)]);
 
-    // Both files load back alike; the figures take them with the checkpoint's dataset.
+    #[cfg(feature = "figures")]
+    figures_of_the_run(tmp.path(), &out, &ck, &csv, &st);
+    #[cfg(not(feature = "figures"))]
+    {
+        assert!(log.contains("warning: no plot") && log.contains("without the `figures` feature"), "{log}");
+        for args in [["plot", "--metrics"], ["neighbors", "--embeddings"], ["scatter", "--embeddings"]] {
+            let line =
+                error_line(&simsiam(&[args[0], args[1], &csv.display().to_string(), "--out", "x.png"]));
+            assert!(line.contains("without the `figures` feature"), "{args:?}: {line}");
+        }
+        assert!(!Path::new("x.png").exists());
+    }
+
+    // The same command again must not overwrite the run.
+    let before = std::fs::read(&checkpoint).expect("checkpoint bytes");
+    let again = simsiam(&args);
+    assert!(error_line(&again).contains("--resume"));
+    assert_eq!(std::fs::read(&checkpoint).expect("checkpoint bytes"), before);
+}
+
+/// Both embedding files load back alike; the figures take them with the checkpoint's dataset.
+#[cfg(feature = "figures")]
+fn figures_of_the_run(tmp: &Path, out: &Path, ck: &str, csv: &Path, st: &Path) {
     let (from_csv, from_st) = (
-        simsiam::figures::read_embeddings(&csv).expect("csv"),
-        simsiam::figures::read_embeddings(&st).expect("st"),
+        simsiam::figures::read_embeddings(csv).expect("csv"),
+        simsiam::figures::read_embeddings(st).expect("st"),
     );
     assert_eq!((from_csv.names.len(), from_csv.dim), (100, 32));
     assert_eq!(from_csv.names, from_st.names);
@@ -114,11 +143,11 @@ fn a_tiny_run_pretrains_evaluates_embeds_and_refuses_to_overwrite() {
     let (st_s, csv_s) = (st.display().to_string(), csv.display().to_string());
     let figures = [
         ("plot.png", vec!["plot", "--metrics", &metrics_path]),
-        ("nn.png", vec!["neighbors", "--checkpoint", &ck, "--embeddings", &st_s, "--query", "train/00007"]),
-        ("scatter.png", vec!["scatter", "--checkpoint", &ck, "--embeddings", &csv_s, "--size", "400"]),
+        ("nn.png", vec!["neighbors", "--checkpoint", ck, "--embeddings", &st_s, "--query", "train/00007"]),
+        ("scatter.png", vec!["scatter", "--checkpoint", ck, "--embeddings", &csv_s, "--size", "400"]),
     ];
     for (name, mut args) in figures {
-        let png = tmp.path().join(name);
+        let png = tmp.join(name);
         let png_s = png.display().to_string();
         args.extend(["--out", &png_s]);
         let run = simsiam(&args);
@@ -126,12 +155,6 @@ fn a_tiny_run_pretrains_evaluates_embeds_and_refuses_to_overwrite() {
         let image = image::open(&png).expect("a PNG").to_rgb8();
         assert!(image.width() >= 100 && image.height() >= 100, "{name}: {:?}", image.dimensions());
     }
-
-    // The same command again must not overwrite the run.
-    let before = std::fs::read(&checkpoint).expect("checkpoint bytes");
-    let again = simsiam(&args);
-    assert!(error_line(&again).contains("--resume"));
-    assert_eq!(std::fs::read(&checkpoint).expect("checkpoint bytes"), before);
 }
 
 #[test]
@@ -169,4 +192,21 @@ fn bad_input_fails_with_one_clear_line_and_writes_nothing() {
         error_line(&simsiam(&["embed", "--checkpoint", &corrupt.display().to_string(), "--out", "x.csv"]));
     assert!(line.contains("corrupt.safetensors") && line.contains("not a safetensors file"), "{line}");
     assert!(!Path::new("x.csv").exists());
+}
+
+#[test]
+fn config_prints_each_preset_as_before_and_it_reads_back_equal() {
+    for &preset in Preset::ALL {
+        let text = succeed(&["config", "--preset", preset.as_str()]);
+        // The text `simsiam config` printed before the config had typed choices.
+        let golden = format!("{}/tests/presets/{preset}.toml", env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(text, std::fs::read_to_string(&golden).expect("golden preset"), "{preset}");
+        let back: RunConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{preset}: {e}"));
+        assert_eq!(back, RunConfig::from_preset(preset), "{preset}");
+    }
+    let line = error_line(&simsiam(&["config", "--preset", "huge"]));
+    assert!(
+        line.contains("unknown preset `huge`: use lightly-example, cifar10-paper or satellite"),
+        "{line}"
+    );
 }

@@ -9,11 +9,16 @@
 //!   positions (`simsiam scatter`), Lightly's `get_scatter_plot_with_thumbnails`.
 //! - [`embeddings`]: embeddings read back from `simsiam embed`'s CSV (Lightly's layout) or
 //!   safetensors.
+//! - [`commands`]: the three commands, from files to PNG files.
+//!
+//! The module is the `figures` feature of the crate (on by default): without it the crate
+//! does not depend on `plotters` or `image`, and the tool's figure commands say so.
 //!
 //! Every figure is an [`image::RgbImage`]; [`save_png`] writes one atomically, so a failed
 //! command leaves an existing file as it was. Text needs a TrueType font, found at run time
 //! ([`fonts`]); without one the figures are drawn without text and a warning says so.
 
+pub mod commands;
 pub mod embeddings;
 pub mod fonts;
 pub mod neighbors;
@@ -29,6 +34,9 @@ use plotters::backend::{BitMapBackend, RGBPixel};
 use plotters::coord::Shift;
 use plotters::drawing::{DrawingArea, IntoDrawingArea};
 
+pub use commands::{
+    NeighborsRequest, ScatterRequest, ScatterSummary, draw_neighbors, draw_plot, draw_scatter, use_font,
+};
 pub use embeddings::{EmbeddingTable, read_embeddings};
 pub use neighbors::{GridLayout, NeighborsOptions, Query, nearest_neighbors, neighbors_figure};
 pub use pca::pca_2d;
