@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use candle::{DType, Device};
 use candle_nn::VarMap;
-use common::{config, data, trainer, weights};
+use common::{config, data, finished, trainer, weights};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use simsiam_models::{ResNetConfig, Stem, seeded_var_builder};
@@ -32,7 +32,7 @@ fn child_dir() -> PathBuf {
 fn child_training_run() -> Result<()> {
     let mut t = trainer(config(EPOCHS))?.with_checkpoints(Checkpointer::new(child_dir(), 2)?);
     t.resume_latest()?;
-    t.fit(&data())?;
+    finished(t.fit(&data())?);
     Ok(())
 }
 
@@ -90,7 +90,7 @@ fn assert_all_checkpoints_whole(dir: &Path, varmap: &VarMap) -> usize {
 fn killed_training_always_resumes_to_the_uninterrupted_result() -> Result<()> {
     let straight = {
         let mut t = trainer(config(EPOCHS))?;
-        t.fit(&data())?;
+        finished(t.fit(&data())?);
         weights(t.varmap())?
     };
     let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;

@@ -1,14 +1,17 @@
 //! `simsiam pretrain`: the whole run, from the config to the final kNN accuracy.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
 use candle::Device;
+use simsiam_models::Backbone;
 use simsiam_train::distributed::{Communicator, ShardedBatches};
 use simsiam_train::{
-    Checkpointer, KnnConfig, MetricsLog, ScheduleStep, TrainError, TrainSummary, Trainer, TrainerConfig,
-    TwoViewBatches, atomic_write, knn_monitor, save_weights,
+    Checkpointer, EpochContext, KnnConfig, MetricsLog, ScheduleStep, StepContext, TrainObserver,
+    TrainOutcome, TrainSummary, TrainView, Trainer, TrainerConfig, TwoViewBatches, atomic_write, knn_monitor,
+    save_weights,
 };
 
 use crate::config::RunConfig;
@@ -75,6 +78,9 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     if let Some(r) = &rank {
         trainer = trainer.with_communicator(communicator(r, &device)?);
     }
+    if !std::io::stderr().is_terminal() {
+        trainer = trainer.with_observer(PlainProgress);
+    }
     if let (true, Some(test), Some(classes)) = (primary, &data.test, data.classes) {
         let knn = KnnConfig { k: t.knn_k, temperature: t.knn_t, ..KnnConfig::default() };
         let bank = eval_loader(run, data.train.clone(), &device)?;
@@ -109,11 +115,13 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         run.lr(),
         out.dir.display()
     );
-    let summary = match trainer.fit(source.as_ref()) {
-        Err(TrainError::Interrupted { epoch, step }) => {
-            bail!("interrupted at epoch {epoch}, step {step}; the checkpoint is saved: rerun with --resume")
-        }
-        other => other?,
+    let summary = match trainer.fit(source.as_ref())? {
+        TrainOutcome::Finished(summary) => summary,
+        TrainOutcome::Interrupted(at) => bail!(
+            "interrupted at epoch {}, step {}; the checkpoint is saved: rerun with --resume",
+            at.epochs,
+            at.steps
+        ),
     };
     if !primary {
         return Ok(summary);
@@ -138,6 +146,24 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         out.metrics.display()
     );
     Ok(summary)
+}
+
+/// The progress bar's lines (the first step's estimate, one line per epoch) as plain lines on
+/// stderr, where stderr is no terminal and the bar is not drawn (a log file, CI).
+struct PlainProgress;
+
+impl<B: Backbone> TrainObserver<B> for PlainProgress {
+    fn on_step(&mut self, ctx: &mut StepContext<'_>, _: &TrainView<'_, B>) -> simsiam_train::Result<()> {
+        if let Some(first) = &ctx.first_step {
+            eprintln!("{first}");
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, ctx: &mut EpochContext, _: &TrainView<'_, B>) -> simsiam_train::Result<()> {
+        eprintln!("{}", ctx.report_line());
+        Ok(())
+    }
 }
 
 /// Rank `r`'s NCCL communicator: rank 0 makes the group's id and publishes it in the run
