@@ -95,7 +95,7 @@ fn main() -> Result<()> {
         eprintln!("resuming at epoch {}, step {}", state.epoch, state.step);
     }
     eprintln!("pretraining on {} images, {} batches per epoch", images.len(), loader.batches_per_epoch());
-    let summary = trainer.fit(&loader)?;
+    let summary = trainer.fit(&loader)?.into_summary(); // no Ctrl-C handler: it runs to its end
     save_weights(trainer.varmap(), &o.out.join("model.safetensors"))?;
     eprintln!(
         "loss {:.4}, collapse level {:.3} (0: healthy, 1: collapsed)",

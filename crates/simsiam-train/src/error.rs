@@ -44,14 +44,6 @@ pub enum TrainError {
     /// differ between ranks, NCCL reported an error).
     #[error("distributed training: {0}")]
     Distributed(String),
-    /// Training was interrupted (Ctrl-C) after saving a checkpoint.
-    #[error("interrupted at epoch {epoch}, step {step}; checkpoint saved")]
-    Interrupted {
-        /// The epoch in progress.
-        epoch: usize,
-        /// The global step.
-        step: usize,
-    },
 }
 
 impl TrainError {

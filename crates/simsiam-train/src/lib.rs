@@ -4,8 +4,10 @@
 //! - [`Sgd`]: SGD with momentum and weight decay with `torch.optim.SGD`'s semantics, parameter
 //!   groups, a fixed learning rate for the predictor.
 //! - [`CosineSchedule`] and [`scaled_lr`]: cosine decay with linear warmup, `lr * batch / 256`.
-//! - [`Trainer`]: the loop, with a progress bar, JSON-lines metrics ([`MetricsLog`]), atomic
-//!   checkpoints ([`Checkpointer`]) and exact resume, Ctrl-C handling and a kNN monitor.
+//! - [`Trainer`]: the loop over steps, returning a [`TrainOutcome`] (finished, or interrupted
+//!   by Ctrl-C after saving a checkpoint); around it [`TrainObserver`]s, one concern each: a
+//!   collapse monitor, a kNN monitor, a progress bar (feature `progress`), JSON-lines metrics
+//!   ([`MetricsLog`]) and atomic checkpoints ([`Checkpointer`]) with exact resume.
 //! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
 //!   evaluation on frozen features ([`linear_eval`]), embedding export ([`write_embeddings_csv`]).
 //! - [`TwoViewBatches`]: the data interface, implemented for `simsiam-data`'s loader.
@@ -14,6 +16,7 @@
 //!   checkpoints and synchronised batch norm.
 
 mod checkpoint;
+mod config;
 mod data_source;
 pub mod distributed;
 mod embeddings;
@@ -22,13 +25,19 @@ mod features;
 mod fs;
 mod knn;
 mod linear_eval;
+mod meter;
 mod metrics;
+mod observer;
+mod observers;
+mod outcome;
 mod schedule;
 mod sgd;
 mod source;
+mod stepper;
 mod trainer;
 
 pub use checkpoint::{Checkpointer, TrainState, load_checkpoint, read_train_state, save_weights};
+pub use config::{ScheduleStep, TrainerConfig};
 pub use data_source::{knn_evaluate, knn_monitor, loader_features};
 pub use embeddings::{
     Embeddings, read_embeddings_safetensors, write_embeddings_csv, write_embeddings_safetensors,
@@ -39,10 +48,15 @@ pub use fs::atomic_write;
 pub use knn::{KnnConfig, KnnResult, accuracy, knn_classify, knn_scores, l2_normalize};
 pub use linear_eval::{LinearEvalConfig, LinearEvalResult, linear_eval};
 pub use metrics::{MetricEvent, MetricsLog};
+pub use observer::{EpochContext, EpochStart, FirstStep, FitContext, StepContext, TrainObserver, TrainView};
+#[cfg(feature = "progress")]
+pub use observers::ProgressObserver;
+pub use observers::{CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver};
+pub use outcome::{TrainOutcome, TrainSummary};
 pub use schedule::{CosineSchedule, scaled_lr};
 pub use sgd::{ParamGroup, Sgd, SgdConfig};
 pub use source::{EpochBatches, TwoViewBatches, ViewPair};
-pub use trainer::{KnnMonitor, ScheduleStep, TrainSummary, Trainer, TrainerConfig};
+pub use trainer::Trainer;
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

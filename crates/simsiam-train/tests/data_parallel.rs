@@ -267,7 +267,8 @@ fn the_trainer_keeps_ranks_in_step_and_resumes_from_rank0_checkpoints() -> Resul
                         if resume {
                             t.resume_latest()?.expect("a checkpoint");
                         }
-                        let summary = t.fit_until(&ShardedBatches::new(data(), rank, world)?, until)?;
+                        let summary =
+                            common::finished(t.fit_until(&ShardedBatches::new(data(), rank, world)?, until)?);
                         Ok((summary, weights(t.varmap())?))
                     })
                 })
@@ -302,7 +303,7 @@ fn the_trainer_keeps_ranks_in_step_and_resumes_from_rank0_checkpoints() -> Resul
     run_trainer(2, 1, dir1.path(), false)?;
     let mut single = trainer(config(2))?.with_checkpoints(Checkpointer::new(dir1.path(), 5)?);
     assert_eq!(single.resume_latest()?.expect("a checkpoint").step, 3);
-    let summary = single.fit(&data())?;
+    let summary = common::finished(single.fit(&data())?);
     assert_eq!((summary.epochs, summary.steps), (2, 6));
     Ok(())
 }

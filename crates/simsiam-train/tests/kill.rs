@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use candle::{DType, Device};
 use candle_nn::VarMap;
-use common::{config, data, trainer, weights};
+use common::{config, data, finished, trainer, weights};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use simsiam_models::{ResNetConfig, Stem, seeded_var_builder};
@@ -32,7 +32,7 @@ fn child_dir() -> PathBuf {
 fn child_training_run() -> Result<()> {
     let mut t = trainer(config(EPOCHS))?.with_checkpoints(Checkpointer::new(child_dir(), 2)?);
     t.resume_latest()?;
-    t.fit(&data())?;
+    finished(t.fit(&data())?);
     Ok(())
 }
 
@@ -90,9 +90,17 @@ fn assert_all_checkpoints_whole(dir: &Path, varmap: &VarMap) -> usize {
 fn killed_training_always_resumes_to_the_uninterrupted_result() -> Result<()> {
     let straight = {
         let mut t = trainer(config(EPOCHS))?;
-        t.fit(&data())?;
+        finished(t.fit(&data())?);
         weights(t.varmap())?
     };
+    // Kills land within the time a whole child run takes on this machine (0.2 s to several
+    // seconds, with the machine's speed and load), so that they hit steps and writes.
+    let timing = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
+    let started = Instant::now();
+    let status = spawn("child_training_run", timing.path()).wait().map_err(|e| TrainError::io("child", e))?;
+    assert!(status.success(), "a whole child run failed: {status}");
+    let whole_ms = (started.elapsed().as_millis() as u64).max(40);
+
     let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
     let probe = trainer(config(EPOCHS))?;
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
@@ -100,7 +108,7 @@ fn killed_training_always_resumes_to_the_uninterrupted_result() -> Result<()> {
     let mut kills = 0;
     while kills < 8 && Instant::now() < deadline {
         let mut child = spawn("child_training_run", dir.path());
-        std::thread::sleep(Duration::from_millis(rng.random_range(50..1500)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(whole_ms / 10..whole_ms * 3 / 4)));
         if child.try_wait().expect("poll the child process").is_some() {
             break; // finished before the kill: the run is complete
         }

@@ -5,14 +5,16 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{config, data, trainer, weights};
-use simsiam_train::{Checkpointer, MetricsLog, Result, TrainError, read_train_state};
+use common::{config, data, finished, trainer, weights};
+use simsiam_train::{
+    Checkpointer, MetricsLog, Result, TrainError, TrainOutcome, TrainSummary, read_train_state,
+};
 
 #[test]
 fn two_epochs_equal_one_epoch_resume_one_epoch() -> Result<()> {
     let straight = {
         let mut t = trainer(config(2))?;
-        let summary = t.fit(&data())?;
+        let summary = finished(t.fit(&data())?);
         assert_eq!((summary.epochs, summary.steps), (2, 6));
         weights(t.varmap())?
     };
@@ -20,14 +22,14 @@ fn two_epochs_equal_one_epoch_resume_one_epoch() -> Result<()> {
     let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
     {
         let mut t = trainer(config(2))?.with_checkpoints(Checkpointer::new(dir.path(), 2)?);
-        let summary = t.fit_until(&data(), 1)?;
+        let summary = finished(t.fit_until(&data(), 1)?);
         assert_eq!(summary.epochs, 1);
     }
     let mut resumed = trainer(config(2))?.with_checkpoints(Checkpointer::new(dir.path(), 2)?);
     let state = resumed.resume_latest()?.expect("a checkpoint");
     assert_eq!((state.epoch, state.step, state.seed), (1, 3, 7));
     assert_eq!(state.config["test"], "tiny resnet18");
-    resumed.fit(&data())?;
+    finished(resumed.fit(&data())?);
     assert!(weights(resumed.varmap())? == straight, "resumed weights differ from the straight run");
     Ok(())
 }
@@ -36,7 +38,7 @@ fn two_epochs_equal_one_epoch_resume_one_epoch() -> Result<()> {
 fn an_interrupted_run_saves_and_resumes_mid_epoch_exactly() -> Result<()> {
     let straight = {
         let mut t = trainer(config(2))?;
-        t.fit(&data())?;
+        finished(t.fit(&data())?);
         weights(t.varmap())?
     };
     let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
@@ -46,8 +48,8 @@ fn an_interrupted_run_saves_and_resumes_mid_epoch_exactly() -> Result<()> {
             .with_checkpoints(Checkpointer::new(dir.path().join("ckpt"), 3)?)
             .with_metrics(MetricsLog::append(&metrics)?);
         t.interrupt_flag().store(true, Ordering::SeqCst); // as a Ctrl-C before the first step ends
-        match t.fit(&data()) {
-            Err(TrainError::Interrupted { epoch: 0, step: 1 }) => {}
+        match t.fit(&data())? {
+            TrainOutcome::Interrupted(TrainSummary { epochs: 0, steps: 1, .. }) => {}
             other => panic!("expected an interruption after step 1, got {other:?}"),
         }
     }
@@ -57,7 +59,7 @@ fn an_interrupted_run_saves_and_resumes_mid_epoch_exactly() -> Result<()> {
     let mut resumed =
         trainer(config(2))?.with_checkpoints(checkpointer).with_metrics(MetricsLog::append(&metrics)?);
     resumed.resume_latest()?;
-    resumed.fit(&data())?;
+    finished(resumed.fit(&data())?);
     assert!(weights(resumed.varmap())? == straight, "mid-epoch resume differs from the straight run");
     let lines = std::fs::read_to_string(&metrics).map_err(|e| TrainError::io(&metrics, e))?;
     assert_eq!(lines.lines().filter(|l| l.contains(r#""event":"epoch""#)).count(), 2);
@@ -68,7 +70,7 @@ fn an_interrupted_run_saves_and_resumes_mid_epoch_exactly() -> Result<()> {
 fn a_checkpoint_of_another_model_is_refused_and_changes_nothing() -> Result<()> {
     let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
     let mut t = trainer(config(1))?.with_checkpoints(Checkpointer::new(dir.path(), 1)?);
-    t.fit(&data())?;
+    finished(t.fit(&data())?);
     let path = Checkpointer::new(dir.path(), 1)?.latest()?.expect("checkpoint");
 
     // Same model, other seed: refused by name of the seed.

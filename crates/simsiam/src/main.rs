@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use simsiam::config::{DatasetKind, RunConfig};
 use simsiam::{evaluate, launch, pretrain, run};
+use simsiam_models::kernels::{KernelOptions, keep_freed_memory, set_kernel_options};
 
 #[derive(Parser)]
 #[command(name = "simsiam", version, about = "SimSiam self-supervised pretraining (Chen & He, 2021) in Rust")]
@@ -315,13 +316,23 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// The kernels' options from the `SIMSIAM_ISA`, `SIMSIAM_WINOGRAD`, `SIMSIAM_STOCK_KERNELS`
+/// and `SIMSIAM_CONV_COLUMNS` variables (the libraries read no environment), and, since
+/// training reallocates the same large buffers every step, freed memory kept for reuse
+/// (docs/performance-step.md measures it; `SIMSIAM_MALLOC_TUNING=0` turns it off).
+fn install_kernel_options() -> Result<()> {
+    let options = KernelOptions::from_vars(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    set_kernel_options(options);
+    if std::env::var("SIMSIAM_MALLOC_TUNING").as_deref() != Ok("0") {
+        keep_freed_memory();
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIMSIAM_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    // Training reallocates the same large buffers every step: keep freed memory for reuse
-    // (docs/performance-step.md measures it; `SIMSIAM_MALLOC_TUNING=0` turns it off).
-    simsiam_models::kernels::keep_freed_memory();
-    match run(Cli::parse()) {
+    match install_kernel_options().and_then(|()| run(Cli::parse())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the cause chain joined, multi-line messages (TOML's) folded.

@@ -1,19 +1,22 @@
 //! `simsiam pretrain`: the whole run, from the config to the final kNN accuracy.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
 use candle::Device;
-use simsiam_train::distributed::{Communicator, ShardedBatches};
+use simsiam_models::Backbone;
+use simsiam_models::BatchStats;
+use simsiam_train::distributed::{Communicator, ShardedBatches, synced_batch_stats};
 use simsiam_train::{
-    Checkpointer, MetricsLog, TrainError, TrainSummary, Trainer, TwoViewBatches, atomic_write, knn_monitor,
-    save_weights,
+    Checkpointer, EpochContext, MetricsLog, StepContext, TrainObserver, TrainOutcome, TrainSummary,
+    TrainView, Trainer, TwoViewBatches, atomic_write, knn_monitor, save_weights,
 };
 
 use crate::config::RunConfig;
 use crate::launch::Rank;
-use crate::run::{OutputPaths, build_model, eval_loader, open_datasets, train_loader};
+use crate::run::{OutputPaths, build_model_with_batch_stats, eval_loader, open_datasets, train_loader};
 
 /// Trains as configured, resuming from the newest checkpoint when `resume` is set.
 ///
@@ -42,7 +45,11 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
             run.train.batch_size
         );
     }
-    let (model, varmap) = build_model(run, &device)?;
+    // Under `--gpus N` every batch norm sums its statistics over the ranks, as the official
+    // code's SyncBatchNorm does.
+    let comm = rank.as_ref().map(|r| communicator(r, &device)).transpose()?;
+    let batch_stats = comm.clone().map_or(BatchStats::Local, synced_batch_stats);
+    let (model, varmap) = build_model_with_batch_stats(run, &device, batch_stats)?;
     let t = &run.train;
     let config = run.trainer_config();
     let run_json = serde_json::to_value(run).context("cannot store the config")?;
@@ -52,8 +59,11 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     if primary {
         trainer = trainer.with_metrics(MetricsLog::append(&out.metrics)?);
     }
-    if let Some(r) = &rank {
-        trainer = trainer.with_communicator(communicator(r, &device)?);
+    if let Some(comm) = comm {
+        trainer = trainer.with_communicator(comm);
+    }
+    if !std::io::stderr().is_terminal() {
+        trainer = trainer.with_observer(PlainProgress);
     }
     if let (true, Some(test), Some(classes)) = (primary, &data.test, data.classes) {
         let knn = run.knn_config();
@@ -89,11 +99,13 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         run.lr(),
         out.dir.display()
     );
-    let summary = match trainer.fit(source.as_ref()) {
-        Err(TrainError::Interrupted { epoch, step }) => {
-            bail!("interrupted at epoch {epoch}, step {step}; the checkpoint is saved: rerun with --resume")
-        }
-        other => other?,
+    let summary = match trainer.fit(source.as_ref())? {
+        TrainOutcome::Finished(summary) => summary,
+        TrainOutcome::Interrupted(at) => bail!(
+            "interrupted at epoch {}, step {}; the checkpoint is saved: rerun with --resume",
+            at.epochs,
+            at.steps
+        ),
     };
     if !primary {
         return Ok(summary);
@@ -118,6 +130,24 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         out.metrics.display()
     );
     Ok(summary)
+}
+
+/// The progress bar's lines (the first step's estimate, one line per epoch) as plain lines on
+/// stderr, where stderr is no terminal and the bar is not drawn (a log file, CI).
+struct PlainProgress;
+
+impl<B: Backbone> TrainObserver<B> for PlainProgress {
+    fn on_step(&mut self, ctx: &mut StepContext<'_>, _: &TrainView<'_, B>) -> simsiam_train::Result<()> {
+        if let Some(first) = &ctx.first_step {
+            eprintln!("{first}");
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, ctx: &mut EpochContext, _: &TrainView<'_, B>) -> simsiam_train::Result<()> {
+        eprintln!("{}", ctx.report_line());
+        Ok(())
+    }
 }
 
 /// Rank `r`'s NCCL communicator: rank 0 makes the group's id and publishes it in the run

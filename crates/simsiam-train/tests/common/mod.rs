@@ -10,7 +10,9 @@ use simsiam_loss::NegativeCosineSimilarity;
 use simsiam_models::{
     PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem, seeded_var_builder,
 };
-use simsiam_train::{EpochBatches, Result, ScheduleStep, Trainer, TrainerConfig, TwoViewBatches};
+use simsiam_train::{
+    EpochBatches, Result, ScheduleStep, TrainOutcome, TrainSummary, Trainer, TrainerConfig, TwoViewBatches,
+};
 
 /// Two views per batch, each a fixed function of (epoch, batch index).
 pub struct SyntheticViews {
@@ -84,6 +86,14 @@ pub fn trainer_with_loss(
     )?;
     let json = serde_json::json!({ "test": "tiny resnet18", "epochs": config.epochs });
     Ok(Trainer::new(model, varmap, loss, config, json)?.with_progress_bar(false))
+}
+
+/// The summary of a fit that ran to its end; panics on an interruption.
+pub fn finished(outcome: TrainOutcome) -> TrainSummary {
+    match outcome {
+        TrainOutcome::Finished(summary) => summary,
+        TrainOutcome::Interrupted(summary) => panic!("the fit was interrupted: {summary:?}"),
+    }
 }
 
 /// Every variable's values, sorted by name.

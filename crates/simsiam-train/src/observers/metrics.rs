@@ -1,0 +1,108 @@
+//! The metrics log as an observer: every logged step and every epoch as a `tracing` event
+//! and, on the primary worker, as a line of the JSON-lines file.
+
+use simsiam_models::Backbone;
+
+use crate::observer::{EpochContext, StepContext, TrainObserver, TrainView};
+use crate::{MetricEvent, MetricsLog, Result};
+
+/// Emits a `tracing` event for every `log_every`-th step and every epoch, on every rank, and
+/// appends them to the [`MetricsLog`], when there is one, on rank 0 only.
+#[derive(Debug, Default)]
+pub struct MetricsObserver {
+    log: Option<MetricsLog>,
+}
+
+impl MetricsObserver {
+    /// Events to `tracing` and, when given, to `log`.
+    pub fn new(log: Option<MetricsLog>) -> Self {
+        Self { log }
+    }
+
+    fn write<B: Backbone>(&mut self, event: &MetricEvent, run: &TrainView<'_, B>) -> Result<()> {
+        match &mut self.log {
+            Some(log) if run.is_primary() => log.log(event),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<B: Backbone> TrainObserver<B> for MetricsObserver {
+    fn on_step(&mut self, ctx: &mut StepContext<'_>, run: &TrainView<'_, B>) -> Result<()> {
+        if !ctx.log_due {
+            return Ok(());
+        }
+        let (epoch, step, loss, lr, collapse, images_per_s) =
+            (ctx.epoch, ctx.step, ctx.interval_loss, ctx.lr, ctx.collapse, ctx.images_per_s);
+        tracing::info!(epoch, step, loss, lr, collapse, images_per_s);
+        self.write(&MetricEvent::Step { epoch, step, loss, lr, collapse, images_per_s }, run)
+    }
+
+    fn on_epoch_end(&mut self, ctx: &mut EpochContext, run: &TrainView<'_, B>) -> Result<()> {
+        let (loss, collapse, seconds, knn_top1) = (ctx.loss, ctx.collapse, ctx.seconds, ctx.knn_top1);
+        tracing::info!(epoch = ctx.epoch, loss, collapse, seconds, knn_top1 = ?knn_top1, "epoch done");
+        let event = MetricEvent::Epoch {
+            epoch: ctx.epoch,
+            step: ctx.step,
+            loss,
+            lr: ctx.lr,
+            collapse,
+            seconds,
+            knn_top1,
+        };
+        self.write(&event, run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle::{DType, Device, Tensor};
+
+    use super::*;
+    use crate::TrainError;
+    use crate::distributed::{Communicator, LocalCommunicator};
+    use crate::observers::testing::{Tiny, epoch_context, step_context};
+
+    fn lines(path: &std::path::Path) -> Result<Vec<String>> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn logged_steps_and_epochs_become_lines_on_the_primary_worker_only() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
+        let path = dir.path().join("metrics.jsonl");
+        let tiny = Tiny::new()?;
+        let p = Tensor::zeros((2, 16), DType::F32, &Device::Cpu)?;
+        let mut observer = MetricsObserver::new(Some(MetricsLog::append(&path)?));
+
+        let mut quiet = StepContext { log_due: false, ..step_context(&p, -0.5) };
+        observer.on_step(&mut quiet, &tiny.view())?;
+        let mut logged = StepContext { interval_loss: -0.25, collapse: 0.5, ..step_context(&p, -0.5) };
+        observer.on_step(&mut logged, &tiny.view())?;
+        let mut epoch = EpochContext { knn_top1: Some(0.75), ..epoch_context(0, 2) };
+        observer.on_epoch_end(&mut epoch, &tiny.view())?;
+        let written = lines(&path)?;
+        assert_eq!(written.len(), 2, "{written:?}");
+        assert!(
+            written[0]
+                .starts_with(r#"{"event":"step","epoch":0,"step":1,"loss":-0.25,"lr":0.05,"collapse":0.5"#)
+        );
+        assert!(
+            written[1].starts_with(r#"{"event":"epoch","epoch":0,"step":2"#)
+                && written[1].contains(r#""knn_top1":0.75"#)
+        );
+
+        // Rank 1 of two writes nothing (it never calls a collective here).
+        let group = LocalCommunicator::group(2)?;
+        let rank1: &dyn Communicator = &group[1];
+        let view = TrainView { comm: Some(rank1), ..tiny.view() };
+        observer.on_step(&mut logged, &view)?;
+        observer.on_epoch_end(&mut epoch, &view)?;
+        assert_eq!(lines(&path)?.len(), 2);
+
+        // Without a log there is nothing to write and nothing fails.
+        MetricsObserver::new(None).on_epoch_end(&mut epoch, &tiny.view())?;
+        Ok(())
+    }
+}

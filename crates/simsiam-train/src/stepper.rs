@@ -1,0 +1,115 @@
+//! One optimiser step of SimSiam: forward both views, the symmetric loss, agreement between
+//! ranks on the loss and on an interruption, backward, gradient averaging and SGD.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle::{Tensor, Var};
+use candle_nn::VarMap;
+use simsiam_loss::{Similarity, symmetric_loss};
+use simsiam_models::{Backbone, SimSiam};
+
+use crate::distributed::{Communicator, average_gradients};
+use crate::observer::TrainView;
+use crate::{Result, Sgd, TrainError, TrainState};
+
+/// The model, its optimiser and where training stands.
+pub(crate) struct Stepper<B: Backbone> {
+    pub(crate) model: SimSiam<B>,
+    pub(crate) varmap: VarMap,
+    pub(crate) optimizer: Sgd,
+    pub(crate) state: TrainState,
+    pub(crate) comm: Option<Arc<dyn Communicator>>,
+    loss: Box<dyn Similarity>,
+    base_lr: f64,
+    interrupt: Arc<AtomicBool>,
+    params: Vec<(String, Var)>,
+}
+
+/// What a step leaves for the observers.
+pub(crate) struct StepOutput {
+    /// The loss, averaged over ranks when data-parallel.
+    pub(crate) loss: f32,
+    /// The first view's prediction `p0`.
+    pub(crate) prediction: Tensor,
+    /// Whether training stops here: every rank agrees on it.
+    pub(crate) interrupted: bool,
+}
+
+impl<B: Backbone> Stepper<B> {
+    /// Trains `model` with `optimizer` (whose groups hold its parameters) from `state`;
+    /// `base_lr` is the rate fixed-rate groups keep.
+    pub(crate) fn new(
+        model: SimSiam<B>,
+        varmap: VarMap,
+        loss: Box<dyn Similarity>,
+        optimizer: Sgd,
+        state: TrainState,
+        base_lr: f64,
+    ) -> Self {
+        let params = optimizer.groups().iter().flat_map(|g| g.params.iter().cloned()).collect();
+        Self {
+            model,
+            varmap,
+            optimizer,
+            state,
+            comm: None,
+            loss,
+            base_lr,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            params,
+        }
+    }
+
+    /// The flag an interruption (Ctrl-C) sets.
+    pub(crate) fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        self.interrupt.clone()
+    }
+
+    /// What observers see.
+    pub(crate) fn view(&self) -> TrainView<'_, B> {
+        TrainView {
+            model: &self.model,
+            varmap: &self.varmap,
+            optimizer: &self.optimizer,
+            state: &self.state,
+            comm: self.comm.as_deref(),
+        }
+    }
+
+    /// One optimiser step at learning rate `lr` on the views `x0`, `x1`. A NaN or infinite
+    /// loss (on any rank) is an error, raised before the weights change.
+    pub(crate) fn step(&mut self, x0: &Tensor, x1: &Tensor, lr: f64) -> Result<StepOutput> {
+        self.optimizer.set_lr(lr, self.base_lr);
+        let out = self.model.forward_views(x0, x1, true)?;
+        let loss = symmetric_loss(self.loss.as_ref(), &out.p0, &out.z1, &out.p1, &out.z0)?;
+        let value = loss.to_dtype(candle::DType::F32)?.to_scalar::<f32>()?;
+        let (value, interrupted) = self.agree(value)?;
+        if !value.is_finite() {
+            return Err(TrainError::NonFiniteLoss {
+                loss: value,
+                epoch: self.state.epoch,
+                step: self.state.step,
+            });
+        }
+        let mut grads = loss.backward()?;
+        if let Some(comm) = &self.comm {
+            average_gradients(comm, &mut grads, &self.params)?;
+        }
+        self.optimizer.step(&grads)?;
+        self.state.step += 1;
+        // Alone, the flag is read after the step; data-parallel, the value all ranks agreed on.
+        let interrupted = interrupted.unwrap_or_else(|| self.interrupt.load(Ordering::SeqCst));
+        Ok(StepOutput { loss: value, prediction: out.p0, interrupted })
+    }
+
+    /// The loss averaged over ranks and whether any rank was interrupted, when data-parallel;
+    /// the loss as it is and `None` (read the flag later) otherwise.
+    fn agree(&self, loss: f32) -> Result<(f32, Option<bool>)> {
+        let Some(comm) = &self.comm else { return Ok((loss, None)) };
+        let flag = if self.interrupt.load(Ordering::SeqCst) { 1.0 } else { 0.0 };
+        let mut values = [loss, flag];
+        comm.all_reduce_sum_f32(&mut values)?;
+        Ok((values[0] / comm.world_size() as f32, Some(values[1] > 0.0)))
+    }
+}
