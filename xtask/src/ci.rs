@@ -14,15 +14,17 @@ pub fn run(args: &[String]) -> Result<()> {
     if let Some(arg) = args.first() {
         bail!("`cargo xtask ci` takes no arguments, got `{arg}`");
     }
-    // (arguments, environment): the last step repeats the PyTorch golden steps with every 3x3
+    // (arguments, environment): the last steps repeat the PyTorch golden steps with every 3x3
     // convolution that fits on the Winograd path, which the default takes on wide maps only
-    // (the fixtures' maps are narrow).
-    let steps: [Step; 4] = [
+    // (the fixtures' maps are narrow), and every unit test and golden step with the kernels
+    // held to their portable level (no AVX2 code), so each level this machine has is tested.
+    let steps: [Step; 5] = [
         (&["fmt", "--all", "--check"], &[]),
         (&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
         (&["test", "--workspace"], &[]),
         // `--workspace`, so the features resolve as in the step before and nothing rebuilds.
         (&["test", "--workspace", "--test", "golden_step"], &[("SIMSIAM_WINOGRAD", "1")]),
+        (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "portable")]),
     ];
     for (step, envs) in steps {
         let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();

@@ -942,9 +942,11 @@ mod tests {
             let e = rel(a, b)?;
             assert!(e < tol, "{name} {what}: {e}");
         }
-        // About half the outputs are zero, so the mask matters.
+        // About half the outputs are zero, so the mask matters. (Candle's CPU generator cannot
+        // be seeded: on the 30-value shapes 0.2..0.8 failed about one run in 700, when 24 of
+        // 30 came out zero; 0.1..=0.9 still proves both sides of the mask are taken.)
         let zeros = ours.eq(0.0)?.to_dtype(DType::F64)?.mean_all()?.to_scalar::<f64>()?;
-        assert!((0.2..0.8).contains(&zeros), "{what}: {zeros} of the outputs are zero");
+        assert!((0.1..=0.9).contains(&zeros), "{what}: {zeros} of the outputs are zero");
         let dy = Tensor::randn(0.0, 1.0, ours.shape(), &dev)?.to_dtype(dtype)?;
         let g1 = (ours * &dy)?.sum_all()?.backward()?;
         // candle's ReLU passes the gradient at exactly 0, PyTorch's and ours do not: mask

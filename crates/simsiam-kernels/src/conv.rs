@@ -793,6 +793,10 @@ mod tests {
 
     #[test]
     fn unfolding_into_panels_matches_on_the_shapes_it_takes() -> Result<()> {
+        if !crate::options::avx2() {
+            eprintln!("skipped: below the AVX2 level, convolutions never unfold into sgemm's panels");
+            return Ok(());
+        }
         // Over 2048 output columns, so several chunks, planes of whole 16-column tiles: rows
         // of 16, 8, 4 and 12 positions, stride 2, no padding (the input borrowed).
         for &(x, w, stride, padding) in &[
@@ -821,8 +825,8 @@ mod tests {
 
     #[test]
     fn wide_weight_gradients_do_not_depend_on_the_thread_count() -> Result<()> {
-        if !crate::sgemm::available() {
-            eprintln!("skipped: without AVX2/FMA, f32 weight gradients sum per thread group");
+        if !crate::options::avx2() {
+            eprintln!("skipped: below the AVX2 level, f32 weight gradients sum per thread group");
             return Ok(());
         }
         // At least 128 columns of `dw` per thread on 3 threads, so the threads split columns:

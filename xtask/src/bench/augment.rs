@@ -65,8 +65,8 @@ pub fn render(rows: &[Row], ran: bool) -> String {
 
 /// Runs the example once; `seconds` sets `SIMSIAM_BENCH_SECONDS` (the example's default is 3).
 pub fn run(seconds: Option<f64>, ctx: &Ctx) -> Result<Outcome> {
-    // The example takes `$SIMSIAM_PYTHON` when it names an existing file, else
-    // /work/pyenv/bin/python; an empty value names no file, so Lightly is skipped.
+    // The example takes `$SIMSIAM_PYTHON` as given; an empty value names no Python, so
+    // Lightly is skipped.
     let python = ctx.python.map(|p| p.path.display().to_string()).unwrap_or_default();
     let mut cmd = Cmd::new(&ctx.example("bench_augment")).env("SIMSIAM_PYTHON", &python);
     if let Some(s) = seconds {

@@ -89,14 +89,11 @@ pub fn save_png(image: &RgbImage, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `0..n` in a random order fixed by `seed` (Fisher-Yates on our ChaCha8 stream).
+/// `0..n` in a random order fixed by `seed` (`simsiam_augment::rng::shuffle` on our ChaCha8
+/// stream).
 pub fn seeded_order(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = simsiam_augment::rng::sample_rng(seed, 0, 0);
-    for i in (1..n).rev() {
-        let j = simsiam_augment::rng::below(&mut rng, i as u64 + 1) as usize;
-        order.swap(i, j);
-    }
+    simsiam_augment::rng::shuffle(&mut order, &mut simsiam_augment::rng::sample_rng(seed, 0, 0));
     order
 }
 
