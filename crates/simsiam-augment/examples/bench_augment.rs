@@ -13,8 +13,11 @@
 //! `SIMSIAM_PYTHON` skips Lightly.
 //! `SIMSIAM_BENCH_SECONDS` sets the time per measurement (default 3).
 
+#[path = "../../../examples/common/python.rs"]
+mod python;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use simsiam_augment::{RgbView, SimSiamConfig};
@@ -52,28 +55,6 @@ fn measure(
         epoch += 1;
     }
     Ok(done as f64 / start.elapsed().as_secs_f64())
-}
-
-/// `--python`, else `$SIMSIAM_PYTHON` (empty: none), else the checkout's `.venv`, else
-/// `python3` on `PATH`; the last two only when they can import torch and Lightly.
-fn find_python(explicit: Option<PathBuf>) -> Option<PathBuf> {
-    let from_env = std::env::var_os("SIMSIAM_PYTHON").map(PathBuf::from);
-    if let Some(chosen) = explicit.or(from_env) {
-        return (!chosen.as_os_str().is_empty()).then_some(chosen);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    venv.is_file().then_some(venv).into_iter().chain([PathBuf::from("python3")]).find(|p| has_lightly(p))
-}
-
-/// Whether `python` starts and imports torch and Lightly.
-fn has_lightly(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import torch, lightly"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The value of `--python <path>`, the only argument.
@@ -119,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         ("cifar10", "CIFAR-10 (32x32 -> 2 x 32x32)", SimSiamConfig::cifar10(), 32u32, 512usize),
         ("default", "default (256x256 -> 2 x 224x224)", SimSiamConfig::default(), 256, 64),
     ];
-    let python = find_python(explicit);
+    let python = python::find_python(explicit.as_deref());
     match &python {
         Some(p) => eprintln!("Lightly baseline with {}", p.display()),
         None => eprintln!(

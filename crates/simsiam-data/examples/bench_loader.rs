@@ -12,8 +12,11 @@
 //! only when they import torch and Lightly).
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../../examples/common/python.rs"]
+mod python;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -81,28 +84,6 @@ fn measure(dataset: &Arc<dyn Dataset>, workers: usize, args: &Args) -> Result<f6
     Ok((args.batches * 256) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// `--python`, else `$SIMSIAM_PYTHON` (empty: none), else the checkout's `.venv`, else
-/// `python3` on `PATH`; the last two only when they can import torch and Lightly.
-fn find_python(explicit: Option<&Path>) -> Option<PathBuf> {
-    let from_env = std::env::var_os("SIMSIAM_PYTHON").map(PathBuf::from);
-    if let Some(chosen) = explicit.map(Path::to_path_buf).or(from_env) {
-        return (!chosen.as_os_str().is_empty()).then_some(chosen);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    venv.is_file().then_some(venv).into_iter().chain([PathBuf::from("python3")]).find(|p| has_lightly(p))
-}
-
-/// Whether `python` starts and imports torch and Lightly.
-fn has_lightly(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import torch, lightly"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// `(workers, images/s)` from the PyTorch script's JSON lines.
 fn torch(args: &Args, python: &Path) -> Result<Vec<(usize, f64)>, Error> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/data/bench_torch_loader.py");
@@ -140,7 +121,7 @@ fn main() -> Result<(), Error> {
         rows.push(("simsiam-data `TwoViewLoader`", w, ips));
     }
     if args.python {
-        match find_python(args.python_path.as_deref()) {
+        match python::find_python(args.python_path.as_deref()) {
             Some(py) => {
                 for (w, ips) in torch(&args, &py)? {
                     eprintln!("PyTorch DataLoader, {w} worker(s): {ips:.0} images/s");
