@@ -117,7 +117,8 @@ def main():
     print(
         f"torch model={args.model} batch={args.batch} steps={args.steps} threads={torch.get_num_threads()} "
         f"images_per_s={args.batch * args.steps / secs:.2f} step_s={secs / args.steps:.3f} "
-        f"forward_s={per[0]:.3f} backward_s={per[1]:.3f} update_s={per[2]:.3f} peak_rss_mib={peak_mib:.0f}"
+        f"forward_s={per[0]:.3f} backward_s={per[1]:.3f} update_s={per[2]:.3f} peak_rss_mib={peak_mib:.0f} "
+        f"cpu_capability={torch.backends.cpu.get_cpu_capability()}"
     )
 
 

@@ -172,12 +172,18 @@ pub fn loadavg() -> Option<[f64; 3]> {
     report::load_averages(&std::fs::read_to_string("/proc/loadavg").ok()?)
 }
 
+/// The CPU's model name and the vector extensions it has that decide kernel speed, e.g.
+/// `Intel(R) Xeon(R) Processor (avx2 fma avx512f avx512_bf16 amx_tile)`: a ratio measured on
+/// one ISA says nothing about another.
 fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    info.lines()
+    let model = info
+        .lines()
         .find(|l| l.starts_with("model name"))
         .and_then(|l| l.split_once(':'))
-        .map_or_else(|| std::env::consts::ARCH.to_owned(), |(_, m)| m.trim().to_owned())
+        .map_or_else(|| std::env::consts::ARCH.to_owned(), |(_, m)| m.trim().to_owned());
+    let flags = report::vector_flags(&info);
+    if flags.is_empty() { model } else { format!("{model} ({})", flags.join(" ")) }
 }
 
 /// The commit, and whether tracked files differ from it (read-only: no index refresh).

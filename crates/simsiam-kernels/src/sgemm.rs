@@ -382,6 +382,8 @@ fn tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, mr: usize
         unsafe {
             x86::micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), c.as_mut_ptr(), c_rs, add);
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        portable_micro_kernel(kc, ap, bp, c, c_rs, add);
         return;
     }
     // An edge tile: compute the full tile aside, then copy or add its valid part.
@@ -391,6 +393,8 @@ fn tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, mr: usize
     unsafe {
         x86::micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), acc.as_mut_ptr(), NR, false);
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    portable_micro_kernel(kc, ap, bp, &mut acc, NR, false);
     for i in 0..mr {
         let row = &mut c[i * c_rs..i * c_rs + nr];
         let src = &acc[i * NR..i * NR + nr];
@@ -400,6 +404,27 @@ fn tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, mr: usize
             }
         } else {
             row.copy_from_slice(src);
+        }
+    }
+}
+
+/// The micro-kernel in plain Rust, for targets without our x86 one (`sgemm` itself runs only
+/// where `available()`, so this keeps the module whole rather than fast): `c = a x b` or
+/// `c += a x b` on one `MR x NR` tile of packed panels.
+#[cfg(not(target_arch = "x86_64"))]
+fn portable_micro_kernel(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, add: bool) {
+    let mut acc = [0f32; MR * NR];
+    for (a, b) in ap.chunks_exact(MR).zip(bp.chunks_exact(NR)).take(kc) {
+        for (i, &ai) in a.iter().enumerate() {
+            for (j, &bj) in b.iter().enumerate() {
+                acc[i * NR + j] += ai * bj;
+            }
+        }
+    }
+    for i in 0..MR {
+        let row = &mut c[i * c_rs..i * c_rs + NR];
+        for (d, &s) in row.iter_mut().zip(&acc[i * NR..(i + 1) * NR]) {
+            *d = if add { *d + s } else { s };
         }
     }
 }

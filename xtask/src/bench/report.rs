@@ -88,6 +88,20 @@ pub fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
+/// The vector extensions among the first CPU's `flags` (x86) or `Features` (aarch64) in
+/// `/proc/cpuinfo`, in a fixed order.
+pub fn vector_flags(cpuinfo: &str) -> Vec<&'static str> {
+    const WANTED: [&str; 8] =
+        ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve"];
+    let line = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags") || l.starts_with("Features"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("", |(_, v)| v);
+    let present: Vec<&str> = line.split_whitespace().collect();
+    WANTED.into_iter().filter(|f| present.contains(f)).collect()
+}
+
 /// What the Markdown says above a table.
 pub struct Header {
     pub title: String,
@@ -173,6 +187,14 @@ mod tests {
         let text = table(&["name", "n"], &[false, true], &rows);
         assert_eq!(text, "| name | n |\n|---|---:|\n| a | 1 |\n| b | 2 |\n");
         assert_eq!(markdown_rows(&text, "name"), rows);
+    }
+
+    #[test]
+    fn vector_flags_pick_the_isa_extensions_in_order() {
+        let x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_tile fma avx512f avx512_bf16 bmi2\n";
+        assert_eq!(vector_flags(x86), ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"]);
+        assert_eq!(vector_flags("Features\t: fp asimd evtstrm sve\n"), ["asimd", "sve"]);
+        assert!(vector_flags("").is_empty());
     }
 
     #[test]

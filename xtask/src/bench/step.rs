@@ -118,19 +118,38 @@ pub fn run(options: &Options, ctx: &Ctx) -> Result<Outcome> {
         }
     }
     let torch = ctx.python.map(|p| p.torch.as_str());
+    // The vector level each side's kernels chose on this CPU.
+    let level = |runs: fn(&Case) -> &[Run], key: &str| {
+        cases.iter().flat_map(runs).find_map(|r| {
+            kv_line(&r.line, r.line.split(' ').next()?)?
+                .into_iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_owned())
+        })
+    };
+    let ours_isa = level(|c| &c.ours, "isa");
+    let torch_isa = level(|c| &c.torch, "cpu_capability");
     Ok(Outcome {
         title: "One SimSiam training step: ours vs PyTorch".into(),
         table: render(&cases, torch, options.stock),
-        notes: vec![format!(
-            "{} threads (RAYON_NUM_THREADS, torch.set_num_threads), f32, 32x32 inputs, two views; \
-             images/s count the batch, rounds alternate ours and PyTorch",
-            ctx.threads
-        )],
+        notes: vec![
+            format!(
+                "{} threads (RAYON_NUM_THREADS, torch.set_num_threads), f32, 32x32 inputs, two views; \
+                 images/s count the batch, rounds alternate ours and PyTorch",
+                ctx.threads
+            ),
+            format!(
+                "vector level: ours `{}` (simsiam-kernels), PyTorch `{}` (torch.backends.cpu.get_cpu_capability())",
+                ours_isa.as_deref().unwrap_or("unknown"),
+                torch_isa.as_deref().unwrap_or("not run"),
+            ),
+        ],
         json: json!({
             "options": {
                 "models": options.models, "batches": options.batches, "rounds": options.rounds,
                 "steps": options.steps, "stock": options.stock, "threads": ctx.threads,
             },
+            "isa": { "ours": ours_isa, "torch": torch_isa },
             "cases": cases.iter().map(case_json).collect::<Vec<_>>(),
         }),
     })
