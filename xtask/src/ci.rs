@@ -26,7 +26,29 @@ pub fn run(args: &[String]) -> Result<()> {
         (&["test", "--workspace", "--test", "golden_step"], &[("SIMSIAM_WINOGRAD", "1")]),
         (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "portable")]),
     ];
-    for (step, envs) in steps {
+    let aarch64 = aarch64_installed();
+    let cross: [Step; 1] = [(
+        &[
+            "check",
+            "--target",
+            AARCH64,
+            "-p",
+            "simsiam-kernels",
+            "-p",
+            "simsiam-models",
+            "-p",
+            "simsiam-loss",
+            "-p",
+            "simsiam-augment",
+            "--all-targets",
+        ],
+        &[],
+    )];
+    if !aarch64 {
+        eprintln!("skipped: the {AARCH64} standard library is not installed (`rustup target add {AARCH64}`)");
+    }
+    let cross = if aarch64 { &cross[..] } else { &[] };
+    for &(step, envs) in steps.iter().chain(cross) {
         let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         eprintln!("$ {}cargo {}", shown.concat(), step.join(" "));
         let status = Command::new(cargo())
@@ -40,4 +62,17 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The 64-bit ARM target the kernels must keep compiling for (Graviton, Apple silicon under
+/// Linux): the crates without C dependencies are checked for it, so no x86-only code escapes
+/// its `cfg(target_arch)` guards.
+const AARCH64: &str = "aarch64-unknown-linux-gnu";
+
+/// Whether rustup has the aarch64 standard library (`.ci/run` tries to add it).
+fn aarch64_installed() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == AARCH64))
 }
