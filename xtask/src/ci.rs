@@ -17,13 +17,15 @@ pub fn run(args: &[String]) -> Result<()> {
     // (arguments, environment): the last steps repeat the PyTorch golden steps with every 3x3
     // convolution that fits on the Winograd path, which the default takes on wide maps only
     // (the fixtures' maps are narrow), and every unit test and golden step with the kernels
-    // held to their portable level (no AVX2 code), so each level this machine has is tested.
-    let steps: [Step; 5] = [
+    // held to each lower level (`avx2`, then `portable`: no vector code of ours), so each
+    // level this machine has is tested (a level above the CPU's runs as the CPU's).
+    let steps: [Step; 6] = [
         (&["fmt", "--all", "--check"], &[]),
         (&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
         (&["test", "--workspace"], &[]),
         // `--workspace`, so the features resolve as in the step before and nothing rebuilds.
         (&["test", "--workspace", "--test", "golden_step"], &[("SIMSIAM_WINOGRAD", "1")]),
+        (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "avx2")]),
         (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "portable")]),
     ];
     let aarch64 = aarch64_installed();

@@ -13,7 +13,7 @@ use crate::view::MatRef;
 /// (so that no tile straddles two samples), and a kernel wider than 1x1 (a 1x1 kernel's
 /// im2col matrix is no larger than its input, and packs faster from there).
 pub(super) fn applies(g: &Geometry) -> bool {
-    crate::options::avx2() && g.out_plane() % NR == 0 && g.kh * g.kw > 1
+    crate::options::avx2() && g.out_plane().is_multiple_of(NR) && g.kh * g.kw > 1
 }
 
 /// `out: [m, co, oh, ow] = conv(x: [m, ci, h, w], w)` on this thread; `pad` is scratch.
