@@ -151,7 +151,10 @@ fn error_lines_say_each_thing_once() {
         strs_owned(&["embed", "--checkpoint", &garbage_s, "--out", "x.csv"]),
         strs_owned(&["pretrain", "--config", &missing_s]),
         pretrain_args(&tmp.join("run1"), &["--set", &format!("data.path={missing_s}")]),
-        pretrain_args(&tmp.join("run2"), &["--set", "data.dataset=folder", "--set", &format!("data.path={missing_s}")]),
+        pretrain_args(
+            &tmp.join("run2"),
+            &["--set", "data.dataset=folder", "--set", &format!("data.path={missing_s}")],
+        ),
         strs_owned(&["plot", "--metrics", &missing_s, "--out", &tmp.join("p.png").display().to_string()]),
     ];
     for args in cases {

@@ -16,6 +16,7 @@ use super::{
     scatter_figure, seeded_order,
 };
 use crate::config::DataConfig;
+use crate::outputs::{OutputKind, check_output};
 use crate::run::open_datasets;
 
 /// Uses the font file at `path` for the text, when given (otherwise `$SIMSIAM_FONT`, then the
@@ -29,6 +30,7 @@ pub fn use_font(path: Option<&Path>) -> Result<()> {
 
 /// Draws the 2x2 panels of a run's `metrics.jsonl` into `out`.
 pub fn draw_plot(metrics: &Path, out: &Path, options: &PlotOptions) -> Result<()> {
+    check_output(out, OutputKind::Png, &[metrics])?;
     let records = read_metrics(metrics)?;
     save_png(&plot_metrics(&records, options)?, out)
 }
@@ -112,6 +114,9 @@ pub fn draw_neighbors(
             .map(|q| Ok((numbered(out, q.index), draw(std::slice::from_ref(q))?)))
             .collect::<Result<_>>()?
     };
+    for (path, _) in &figures {
+        check_output(path, OutputKind::Png, &[embeddings])?;
+    }
     for (path, figure) in &figures {
         save_png(figure, path)?;
     }
@@ -159,6 +164,7 @@ pub fn draw_scatter(
     if !(min_distance >= 0.0 && min_distance.is_finite()) {
         bail!("--min-distance {min_distance}: use a distance of 0 or more");
     }
+    check_output(out, OutputKind::Png, &[embeddings])?;
     let loaded = EmbeddedData::load(embeddings, data)?;
     let (table, lookup) = (&loaded.table, loaded.images()?);
     let points = min_max_normalize(&pca_2d(&table.values, table.dim)?);
