@@ -43,7 +43,8 @@ impl OutputKind {
 }
 
 /// Refuses to write `out` over one of `inputs`, over a folder, or over a file that is not of
-/// `kind`; call it before any work, so that a refusal costs nothing.
+/// `kind`. Call it before the first write: `embed` calls it before any work, the figures once
+/// their inputs are read (so an input's error is reported first).
 pub fn check_output(out: &Path, kind: OutputKind, inputs: &[&Path]) -> Result<()> {
     for input in inputs {
         if same_file(out, input) {

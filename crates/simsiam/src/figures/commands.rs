@@ -30,9 +30,11 @@ pub fn use_font(path: Option<&Path>) -> Result<()> {
 
 /// Draws the 2x2 panels of a run's `metrics.jsonl` into `out`.
 pub fn draw_plot(metrics: &Path, out: &Path, options: &PlotOptions) -> Result<()> {
-    check_output(out, OutputKind::Png, &[metrics])?;
     let records = read_metrics(metrics)?;
-    save_png(&plot_metrics(&records, options)?, out)
+    let figure = plot_metrics(&records, options)?;
+    // After the input's errors, before any write.
+    check_output(out, OutputKind::Png, &[metrics])?;
+    save_png(&figure, out)
 }
 
 /// Embeddings from `simsiam embed` and the training images they were computed on.
@@ -164,7 +166,6 @@ pub fn draw_scatter(
     if !(min_distance >= 0.0 && min_distance.is_finite()) {
         bail!("--min-distance {min_distance}: use a distance of 0 or more");
     }
-    check_output(out, OutputKind::Png, &[embeddings])?;
     let loaded = EmbeddedData::load(embeddings, data)?;
     let (table, lookup) = (&loaded.table, loaded.images()?);
     let points = min_max_normalize(&pca_2d(&table.values, table.dim)?);
@@ -173,6 +174,7 @@ pub fn draw_scatter(
     let title = format!("PCA of {} embeddings ({} shown)", table.len(), thumbs.len());
     let figure =
         scatter_figure(&points, &thumbs, &ScatterOptions { title: Some(title), ..request.options.clone() })?;
+    check_output(out, OutputKind::Png, &[embeddings])?;
     save_png(&figure, out)?;
     Ok(ScatterSummary { shown: thumbs.len(), embeddings: table.len() })
 }
