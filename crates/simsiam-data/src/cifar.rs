@@ -173,6 +173,10 @@ struct Format {
     label_bytes: usize,
     train: &'static [&'static str],
     test: &'static [&'static str],
+    /// Records of each official training file.
+    train_records: usize,
+    /// Records of each official test file.
+    test_records: usize,
 }
 
 const CIFAR10: Format = Format {
@@ -186,10 +190,18 @@ const CIFAR10: Format = Format {
         "data_batch_5.bin",
     ],
     test: &["test_batch.bin"],
+    train_records: 10_000,
+    test_records: 10_000,
 };
 
-const CIFAR100: Format =
-    Format { dir: Cifar100::DIR, label_bytes: 2, train: &["train.bin"], test: &["test.bin"] };
+const CIFAR100: Format = Format {
+    dir: Cifar100::DIR,
+    label_bytes: 2,
+    train: &["train.bin"],
+    test: &["test.bin"],
+    train_records: 50_000,
+    test_records: 10_000,
+};
 
 /// `dir/sub` when it is a directory, else `dir` itself.
 fn resolve_dir(dir: &Path, sub: &str) -> PathBuf {
@@ -213,6 +225,44 @@ fn class_names(path: &Path, builtin: &[&str]) -> Result<Vec<String>> {
         });
     }
     Ok(names)
+}
+
+/// Refuses a file of `split` cut short at a record boundary, which reads as a smaller dataset:
+/// once any file of the folder holds its official record count, the folder is CIFAR's own and
+/// every file of the split must hold its official count. (Smaller folders in CIFAR's format,
+/// such as test fixtures, have no file of the official size and are read as they are.)
+fn check_record_counts(dir: &Path, format: &Format, split: Split) -> Result<()> {
+    let record = (format.label_bytes + CIFAR_PIXELS) as u64;
+    let official = |files: &'static [&'static str], n: usize| files.iter().map(move |f| (*f, n));
+    let all: Vec<(&str, usize)> = official(format.train, format.train_records)
+        .chain(official(format.test, format.test_records))
+        .collect();
+    let count = |file: &str| {
+        let size = std::fs::metadata(dir.join(file)).ok()?.len();
+        (size % record == 0).then_some((size / record) as usize)
+    };
+    let Some((whole, _)) = all.iter().find(|&&(file, n)| count(file) == Some(n)) else {
+        return Ok(());
+    };
+    let (files, expected) = match split {
+        Split::Train => (format.train, format.train_records),
+        Split::Test => (format.test, format.test_records),
+    };
+    for file in files {
+        match count(file) {
+            Some(n) if n != expected => {
+                return Err(DataError::InvalidFile {
+                    path: dir.join(file),
+                    reason: format!(
+                        "{n} records where the official file holds {expected}, and {whole} here is \
+                         whole: the file is cut short; fetch it again (`simsiam download`)"
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Records of one file, appended to `pixels` and `labels` (one `Vec` per label byte).
@@ -272,8 +322,9 @@ impl Cifar10 {
     /// `test_batch.bin`; class names come from `batches.meta.txt` when present.
     ///
     /// # Errors
-    /// A missing file, a size that is not a whole number of records, or a label above 9, naming
-    /// the file (and the record).
+    /// A missing file, a size that is not a whole number of records, a file cut short at a
+    /// record boundary (fewer than the official 10,000 records while another file of the folder
+    /// holds its official count), or a label above 9, naming the file (and the record).
     pub fn load(dir: &Path, split: Split) -> Result<CifarDataset> {
         let dir = resolve_dir(dir, CIFAR10.dir);
         let names = class_names(&dir.join("batches.meta.txt"), &CIFAR10_CLASSES)?;
@@ -328,6 +379,7 @@ fn load(
         Split::Train => format.train,
         Split::Test => format.test,
     };
+    check_record_counts(dir, format, split)?;
     let mut pixels = Vec::new();
     let mut labels = vec![Vec::new(); format.label_bytes];
     // CIFAR-100 stores the coarse label first.

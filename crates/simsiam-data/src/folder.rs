@@ -1,5 +1,6 @@
 //! `ImageFolder`: a directory of images, read recursively, decoded lazily.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -33,26 +34,78 @@ impl Default for ImageFolderOptions {
 }
 
 /// A folder of images, as Lightly's `LightlyDataset(input_dir=...)`: every file with an
-/// accepted extension below `root`, in sorted order of their relative names (`/`-separated).
+/// accepted extension below `root`, in sorted order of their relative paths.
 ///
 /// Opening lists the files only; images are decoded by [`Dataset::get`], which the loaders
-/// call on their worker threads, so a large folder is never held in memory.
+/// call on their worker threads, so a large folder is never held in memory. Paths stay
+/// `PathBuf`s from the listing to the read, so a file name that is not UTF-8 is read like any
+/// other (its [`Sample::name`] is the lossy text). Files are chosen by extension before they
+/// are opened; other files (a README) and broken links are skipped, listed in
+/// [`ImageFolder::skipped`] and counted in one warning.
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
     root: PathBuf,
-    files: Vec<String>,
+    paths: Vec<PathBuf>,
+    names: Vec<String>,
     labels: Vec<Option<usize>>,
     classes: Vec<String>,
+    skipped: Skipped,
 }
 
-/// Appends the files below `dir` (relative to `root`, `/`-separated) with an accepted
-/// extension to `out`. `ancestors` holds the canonical folders being walked, so a symbolic link
-/// back to one of them is skipped instead of recursing forever.
+/// The entries of a folder that [`ImageFolder::open`] passed over, relative to its root.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Files without an accepted extension (notes, a README, metadata).
+    pub not_images: Vec<PathBuf>,
+    /// Links whose target does not exist (or cannot be reached).
+    pub broken_links: Vec<PathBuf>,
+}
+
+impl Skipped {
+    /// Whether nothing was skipped.
+    pub fn is_empty(&self) -> bool {
+        self.not_images.is_empty() && self.broken_links.is_empty()
+    }
+}
+
+/// What a directory entry is, following links.
+enum Kind {
+    Dir,
+    File,
+    /// A link to nothing, or to something that cannot be reached.
+    BrokenLink,
+    /// A socket, a FIFO, a device.
+    Other,
+}
+
+fn kind(entry: &std::fs::DirEntry, path: &Path) -> Result<Kind> {
+    let file_type = entry.file_type().map_err(io_err(path))?;
+    let file_type = if file_type.is_symlink() {
+        match std::fs::metadata(path) {
+            Ok(meta) => meta.file_type(),
+            Err(_) => return Ok(Kind::BrokenLink),
+        }
+    } else {
+        file_type
+    };
+    Ok(if file_type.is_dir() {
+        Kind::Dir
+    } else if file_type.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    })
+}
+
+/// Appends the files below `dir` (relative to `root`) with an accepted extension to `files`,
+/// and what it passes over to `skipped`. `ancestors` holds the canonical folders being walked,
+/// so a symbolic link back to one of them is skipped instead of recursing forever.
 fn walk(
     root: &Path,
     dir: &Path,
     extensions: &[String],
-    out: &mut Vec<String>,
+    files: &mut Vec<PathBuf>,
+    skipped: &mut Skipped,
     ancestors: &mut Vec<PathBuf>,
 ) -> Result<()> {
     let canonical = std::fs::canonicalize(dir).map_err(io_err(dir))?;
@@ -64,15 +117,12 @@ fn walk(
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let path = entry.path();
-        // Follows symbolic links, as `Path::is_dir` does.
-        let meta = std::fs::metadata(&path).map_err(io_err(&path))?;
-        if meta.is_dir() {
-            walk(root, &path, extensions, out, ancestors)?;
-        } else if meta.is_file() && has_extension(&path, extensions) {
-            let rel = path.strip_prefix(root).unwrap_or(&path);
-            let name: Vec<String> =
-                rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-            out.push(name.join("/"));
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        match kind(&entry, &path)? {
+            Kind::Dir => walk(root, &path, extensions, files, skipped, ancestors)?,
+            Kind::BrokenLink => skipped.broken_links.push(rel),
+            Kind::File if has_extension(&path, extensions) => files.push(rel),
+            Kind::File | Kind::Other => skipped.not_images.push(rel),
         }
     }
     ancestors.pop();
@@ -83,6 +133,35 @@ fn has_extension(path: &Path, extensions: &[String]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// `a/b.png`: the relative path's components joined by `/`, lossy where not UTF-8.
+fn display_name(rel: &Path) -> String {
+    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    parts.join("/")
+}
+
+/// One warning for everything skipped, with the first few names.
+fn warn_skipped(root: &Path, skipped: &Skipped, extensions: &[String]) {
+    const SHOWN: usize = 5;
+    let list = |paths: &[PathBuf]| {
+        let names: Vec<String> = paths.iter().take(SHOWN).map(|p| display_name(p)).collect();
+        let more = paths.len().saturating_sub(SHOWN);
+        if more > 0 { format!("{} and {more} more", names.join(", ")) } else { names.join(", ") }
+    };
+    let mut parts = Vec::new();
+    if !skipped.not_images.is_empty() {
+        parts.push(format!(
+            "{} file(s) without an image extension ({}): {}",
+            skipped.not_images.len(),
+            extensions.join(", "),
+            list(&skipped.not_images)
+        ));
+    }
+    if !skipped.broken_links.is_empty() {
+        parts.push(format!("{} broken link(s): {}", skipped.broken_links.len(), list(&skipped.broken_links)));
+    }
+    tracing::warn!("{}: skipped {}", root.display(), parts.join("; "));
 }
 
 /// Decodes an image file to RGB.
@@ -104,13 +183,20 @@ impl ImageFolder {
         if !root.is_dir() {
             return Err(DataError::MissingFile { path: root, what: "image folder".into() });
         }
-        let mut files = Vec::new();
-        walk(&root, &root, &options.extensions, &mut files, &mut Vec::new())?;
-        files.sort_unstable();
+        let (mut paths, mut skipped) = (Vec::new(), Skipped::default());
+        walk(&root, &root, &options.extensions, &mut paths, &mut skipped, &mut Vec::new())?;
+        if !skipped.is_empty() {
+            skipped.not_images.sort_unstable();
+            skipped.broken_links.sort_unstable();
+            warn_skipped(&root, &skipped, &options.extensions);
+        }
+        // Sorted by the `/`-separated names, as before paths were kept whole.
+        let mut named: Vec<(String, PathBuf)> = paths.into_iter().map(|p| (display_name(&p), p)).collect();
+        named.sort_unstable();
         if options.skip_corrupt {
-            let ok: Vec<bool> = files
+            let ok: Vec<bool> = named
                 .par_iter()
-                .map(|f| match decode(&root.join(f)) {
+                .map(|(_, p)| match decode(&root.join(p)) {
                     Ok(_) => true,
                     Err(e) => {
                         tracing::warn!("skipping unreadable image: {e}");
@@ -118,28 +204,34 @@ impl ImageFolder {
                     }
                 })
                 .collect();
-            files = files.into_iter().zip(ok).filter_map(|(f, ok)| ok.then_some(f)).collect();
+            named = named.into_iter().zip(ok).filter_map(|(f, ok)| ok.then_some(f)).collect();
         }
-        if files.is_empty() {
+        if named.is_empty() {
             return Err(DataError::NoImages { path: root, extensions: options.extensions.join(", ") });
         }
-        let class_of = |f: &String| f.split_once('/').map(|(class, _)| class.to_owned());
-        let mut classes: Vec<String> = if options.labels_from_subfolders {
-            files.iter().filter_map(class_of).collect()
+        let (names, paths): (Vec<String>, Vec<PathBuf>) = named.into_iter().unzip();
+        // The class is the first folder below the root, compared as the OS spells it.
+        let class_of = |p: &PathBuf| {
+            let mut parts = p.components();
+            let first = parts.next()?;
+            parts.next().map(|_| first.as_os_str().to_os_string())
+        };
+        let mut classes: Vec<OsString> = if options.labels_from_subfolders {
+            paths.iter().filter_map(class_of).collect()
         } else {
             Vec::new()
         };
-        classes.dedup();
         classes.sort_unstable();
         classes.dedup();
-        let labels = files
+        let labels = paths
             .iter()
-            .map(|f| {
-                let class = class_of(f).filter(|_| options.labels_from_subfolders)?;
+            .map(|p| {
+                let class = class_of(p).filter(|_| options.labels_from_subfolders)?;
                 classes.binary_search(&class).ok()
             })
             .collect();
-        Ok(Self { root, files, labels, classes })
+        let classes = classes.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+        Ok(Self { root, paths, names, labels, classes, skipped })
     }
 
     /// The root directory.
@@ -147,9 +239,15 @@ impl ImageFolder {
         &self.root
     }
 
-    /// The relative file names, in sample order.
+    /// The relative file names, `/`-separated (lossy where a name is not UTF-8), in sample
+    /// order.
     pub fn file_names(&self) -> &[String] {
-        &self.files
+        &self.names
+    }
+
+    /// The relative paths as the file system has them, in sample order.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
     }
 
     /// The class names (first sub-folders holding images), in label order; empty without
@@ -162,17 +260,49 @@ impl ImageFolder {
     pub fn labels(&self) -> &[Option<usize>] {
         &self.labels
     }
+
+    /// What the listing passed over: files without an accepted extension and broken links.
+    pub fn skipped(&self) -> &Skipped {
+        &self.skipped
+    }
 }
 
 impl Dataset for ImageFolder {
     fn len(&self) -> usize {
-        self.files.len()
+        self.paths.len()
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        check_index(index, self.files.len())?;
-        let name = &self.files[index];
-        let image = decode(&self.root.join(name))?;
-        Ok(Sample { image, label: self.labels[index], name: name.clone() })
+        check_index(index, self.paths.len())?;
+        let image = decode(&self.root.join(&self.paths[index]))?;
+        Ok(Sample { image, label: self.labels[index], name: self.names[index].clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README and the broken link are listed in `skipped`, apart, and the images read.
+    #[cfg(unix)]
+    #[test]
+    fn skipped_entries_are_kept_apart() -> Result<()> {
+        let tmp = tempfile::tempdir().map_err(io_err("tempdir"))?;
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("cats")).map_err(io_err(root))?;
+        image::RgbImage::new(2, 2)
+            .save(root.join("cats/a.png"))
+            .map_err(|source| DataError::Image { path: root.join("cats/a.png"), source })?;
+        std::fs::write(root.join("README.txt"), b"about").map_err(io_err(root))?;
+        std::os::unix::fs::symlink(root.join("nowhere.png"), root.join("cats/b.png"))
+            .map_err(io_err(root))?;
+        let ds = ImageFolder::open(root, ImageFolderOptions::default())?;
+        assert_eq!(ds.file_names(), ["cats/a.png"]);
+        assert_eq!(ds.paths(), [PathBuf::from("cats/a.png")]);
+        assert_eq!(
+            ds.skipped(),
+            &Skipped { not_images: vec!["README.txt".into()], broken_links: vec!["cats/b.png".into()] }
+        );
+        Ok(())
     }
 }

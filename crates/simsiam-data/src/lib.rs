@@ -48,7 +48,7 @@ pub use cifar::{
 pub use dataset::{Dataset, DatasetExt, Sample, Subset};
 pub use download::{DatasetSpec, FileSpec, fetch_cifar10, fetch_cifar100, fetch_dataset};
 pub use error::{DataError, Result};
-pub use folder::{ImageFolder, ImageFolderOptions};
+pub use folder::{ImageFolder, ImageFolderOptions, Skipped};
 pub use loader::{
     BatchTransform, Batches, EvalBatch, EvalConfig, EvalLoader, EvalTransform, LoaderConfig, TwoViewBatch,
     TwoViewLoader, epoch_permutation,

@@ -9,6 +9,7 @@
 
 mod choices;
 mod convert;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -310,23 +311,11 @@ impl RunConfig {
         Ok(config)
     }
 
-    /// Checks the counts and rates the types do not: the named choices are enums, read or
-    /// refused with the file or override.
+    /// Checks every range the types do not (counts, rates, probabilities, the kNN settings,
+    /// the output folder), naming the key at fault; the named choices are enums, read or
+    /// refused with the file or override. `simsiam pretrain` calls it before it touches a file.
     pub fn validate(&self) -> Result<()> {
-        for (name, value) in [
-            ("train.epochs", self.train.epochs),
-            ("train.batch_size", self.train.batch_size),
-            ("model.width", self.model.width),
-            ("augment.input_size", self.augment.input_size as usize),
-        ] {
-            if value == 0 {
-                bail!("{name} must be positive");
-            }
-        }
-        if !(self.train.base_lr > 0.0 && self.train.base_lr.is_finite()) {
-            bail!("train.base_lr must be positive, got {}", self.train.base_lr);
-        }
-        Ok(())
+        validate::validate(self)
     }
 
     /// The config as TOML text.

@@ -11,6 +11,7 @@ use simsiam_train::{
 };
 
 use crate::config::RunConfig;
+use crate::outputs::{OutputKind, check_output};
 use crate::run::{Datasets, build_model, eval_loader, open_datasets};
 
 /// The config stored in a checkpoint, with overrides applied.
@@ -68,15 +69,23 @@ pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> 
 }
 
 /// Writes the training images' embeddings as Lightly's CSV (`.csv`) or safetensors.
+///
+/// Refuses, before any work, an `out` that is a file of another kind (the checkpoint, the
+/// weights, a config, a dataset file, a CSV of the user's): see [`crate::outputs`].
 pub fn embed(run: &RunConfig, checkpoint: &Path, out: &Path) -> Result<usize> {
+    let kind = match out.extension().and_then(|e| e.to_str()) {
+        Some("csv") => OutputKind::EmbeddingsCsv,
+        Some("safetensors") => OutputKind::EmbeddingsSafetensors,
+        _ => bail!("{}: the output must end in .csv or .safetensors", out.display()),
+    };
+    check_output(out, kind, &[checkpoint])?;
     let model = load_model(run, Some(checkpoint))?;
     let dev = run.train.device.open()?;
     let data = open_datasets(&run.data)?;
     let f = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
-    match out.extension().and_then(|e| e.to_str()) {
-        Some("csv") => write_embeddings_csv(out, &f.names, &f.features, &f.labels)?,
-        Some("safetensors") => write_embeddings_safetensors(out, &f.names, &f.features, &f.labels)?,
-        _ => bail!("{}: the output must end in .csv or .safetensors", out.display()),
+    match kind {
+        OutputKind::EmbeddingsCsv => write_embeddings_csv(out, &f.names, &f.features, &f.labels)?,
+        _ => write_embeddings_safetensors(out, &f.names, &f.features, &f.labels)?,
     }
     Ok(f.names.len())
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::config::{DeviceKind, RunConfig};
+use crate::run::OutputPaths;
+use crate::run_folder::check_run_folder;
 
 /// The environment variables that make a process one rank of a group.
 pub const RANK: &str = "SIMSIAM_RANK";
@@ -67,9 +69,10 @@ impl Rank {
     }
 }
 
-/// `simsiam pretrain --gpus N` with `N > 1`: checks the run, then starts one rank per GPU with
-/// the command's arguments `args` (without the program name) and waits for all.
-pub fn launch_run(gpus: usize, run: &RunConfig, args: &[String]) -> Result<()> {
+/// `simsiam pretrain --gpus N` with `N > 1`: checks the run and its folder (a new run only in
+/// a new or empty folder, see [`crate::run_folder`]), then starts one rank per GPU with the
+/// command's arguments `args` (without the program name) and waits for all.
+pub fn launch_run(gpus: usize, run: &RunConfig, resume: bool, args: &[String]) -> Result<()> {
     if Rank::from_env()?.is_some() {
         bail!("--gpus inside a launched rank");
     }
@@ -77,6 +80,7 @@ pub fn launch_run(gpus: usize, run: &RunConfig, args: &[String]) -> Result<()> {
         bail!("--gpus {gpus} needs a build with the `nccl` feature");
     }
     run.validate()?;
+    check_run_folder(&OutputPaths::new(&run.train.output_dir), resume)?;
     launch(gpus, &rank_args(args), &run.train.output_dir)
 }
 

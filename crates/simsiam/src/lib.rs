@@ -4,18 +4,25 @@
 //! - [`config::RunConfig`]: every knob in one TOML file, with presets (`lightly-example`,
 //!   `cifar10-paper`, `satellite`) and `section.key=value` overrides.
 //! - [`run`]: datasets, loaders, model and loss from a config.
-//! - [`pretrain::pretrain`]: a whole run with checkpoints, metrics and the kNN monitor.
+//! - [`pretrain::pretrain`]: a whole run with checkpoints, metrics and the kNN monitor, in a
+//!   run folder that [`run_folder`] keeps: nothing the user has there is overwritten.
+//! - [`outputs`]: no command writes its output over a file it reads or a file of another kind.
 //! - [`launch`]: `simsiam pretrain --gpus N`, one process per GPU over NCCL.
 //! - `figures` (the `figures` feature, on by default): training curves, nearest-neighbour
 //!   grids and embedding scatter plots as PNG.
 
 pub mod config;
+mod error_line;
 pub mod evaluate;
 #[cfg(feature = "figures")]
 pub mod figures;
 pub mod launch;
+pub mod outputs;
 pub mod pretrain;
 pub mod run;
+pub mod run_folder;
+
+pub use error_line::error_line;
 
 pub use simsiam_augment as augment;
 pub use simsiam_data as data;

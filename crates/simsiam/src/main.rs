@@ -23,7 +23,9 @@ enum Command {
     Pretrain {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Continue from the newest checkpoint in the output directory.
+        /// Continue from the newest checkpoint in train.output_dir. Without it (or without a
+        /// checkpoint there) the run starts only in a new or empty train.output_dir: nothing a
+        /// folder holds is ever overwritten.
         #[arg(long)]
         resume: bool,
         /// Train data-parallel on this many GPUs, one process each over NCCL (`nccl` feature).
@@ -225,7 +227,7 @@ fn run(cli: Cli) -> Result<()> {
             let run = config.load()?;
             if gpus > 1 {
                 let args: Vec<String> = std::env::args().skip(1).collect();
-                return launch::launch_run(gpus, &run, &args);
+                return launch::launch_run(gpus, &run, resume, &args);
             }
             if launch::Rank::is_primary()? {
                 eprintln!("# simsiam {} configuration\n{}", env!("CARGO_PKG_VERSION"), run.to_toml()?);
@@ -335,10 +337,7 @@ fn main() -> ExitCode {
     match install_kernel_options().and_then(|()| run(Cli::parse())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the cause chain joined, multi-line messages (TOML's) folded.
-            let message = format!("{e:#}");
-            let line: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-            eprintln!("error: {}", line.join(" "));
+            eprintln!("error: {}", simsiam::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -11,31 +11,33 @@ use simsiam_models::BatchStats;
 use simsiam_train::distributed::{Communicator, ShardedBatches, synced_batch_stats};
 use simsiam_train::{
     Checkpointer, EpochContext, MetricsLog, StepContext, TrainObserver, TrainOutcome, TrainSummary,
-    TrainView, Trainer, TwoViewBatches, atomic_write, knn_monitor, save_weights,
+    TrainView, Trainer, TwoViewBatches, knn_monitor, save_weights,
 };
 
 use crate::config::RunConfig;
 use crate::launch::Rank;
 use crate::run::{OutputPaths, build_model_with_batch_stats, eval_loader, open_datasets, train_loader};
+use crate::run_folder::{RunStart, check_resume, check_run_folder, latest_checkpoint, write_config};
 
-/// Trains as configured, resuming from the newest checkpoint when `resume` is set.
+/// Trains as configured, resuming from the newest checkpoint when `resume` is set; `None` when
+/// the run resumed had already done all its epochs (nothing is trained or written then).
 ///
-/// Refuses to start over a run directory that already holds checkpoints unless resuming, so
-/// nothing is overwritten. Inside a group started by `simsiam pretrain --gpus N`
-/// ([`crate::launch`]) it trains as one rank on `cuda:RANK`; only rank 0 writes files.
-pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
+/// Every check (the config, the run folder as [`crate::run_folder`] sets out, the data, the
+/// model, the checkpoint's compatibility) runs before the first byte is written, so a refused
+/// run leaves its folder as it was. Inside a group started by `simsiam pretrain --gpus N`
+/// ([`crate::launch`], which checks the folder before it starts the ranks) it trains as one
+/// rank on `cuda:RANK`; only rank 0 writes files.
+pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
     run.validate()?;
     let rank = Rank::from_env()?;
     let primary = rank.as_ref().is_none_or(|r| r.rank == 0);
     let device = rank.as_ref().map_or(run.train.device, Rank::device).open()?;
     let out = OutputPaths::new(&run.train.output_dir);
-    let existing = out.checkpoints.is_dir() && Checkpointer::new(&out.checkpoints, 1)?.latest()?.is_some();
-    if existing && !resume {
-        bail!(
-            "{} already holds checkpoints: pass --resume to continue that run, or choose another train.output_dir",
-            out.checkpoints.display()
-        );
-    }
+    let start = match (&rank, resume) {
+        (None, _) => check_run_folder(&out, resume)?,
+        (Some(_), true) => latest_checkpoint(&out)?.map_or(RunStart::Fresh, RunStart::Resume),
+        (Some(_), false) => RunStart::Fresh,
+    };
     let data = open_datasets(&run.data)?;
     let loader = train_loader(run, data.train.clone(), &device)?;
     if loader.batches_per_epoch() == 0 {
@@ -53,10 +55,43 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     let t = &run.train;
     let config = run.trainer_config();
     let run_json = serde_json::to_value(run).context("cannot store the config")?;
+    let mut trainer = Trainer::new(model, varmap, run.model.loss.build(), config, run_json)?;
+    if let (true, Some(test), Some(classes)) = (primary, &data.test, data.classes) {
+        let knn = run.knn_config();
+        let bank = eval_loader(run, data.train.clone(), &device)?;
+        let queries = eval_loader(run, test.clone(), &device)?;
+        trainer = trainer.with_knn_monitor(knn_monitor(bank, queries, classes, knn));
+    }
+    match &start {
+        RunStart::Resume(path) => {
+            let state = trainer.resume_from(path)?;
+            check_resume(run, path, &state, loader.batches_per_epoch())?;
+            if state.epoch >= t.epochs {
+                if primary {
+                    eprintln!(
+                        "{} is already finished: {} of {} epochs, {} steps; nothing to do (raise \
+                         train.epochs to train further)",
+                        out.dir.display(),
+                        state.epoch,
+                        t.epochs,
+                        state.step
+                    );
+                }
+                return Ok(None);
+            }
+            eprintln!("resuming at epoch {}, step {}", state.epoch, state.step);
+        }
+        RunStart::Fresh if resume => {
+            eprintln!("no checkpoint in {}: starting a new run", out.checkpoints.display())
+        }
+        RunStart::Fresh => {}
+    }
+
+    // Every check has passed: from here on the run writes its folder.
     std::fs::create_dir_all(&out.dir).with_context(|| format!("cannot create {}", out.dir.display()))?;
-    let mut trainer = Trainer::new(model, varmap, run.model.loss.build(), config, run_json)?
-        .with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?);
+    trainer = trainer.with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?);
     if primary {
+        write_config(&out, run)?;
         trainer = trainer.with_metrics(MetricsLog::append(&out.metrics)?);
     }
     if let Some(comm) = comm {
@@ -64,21 +99,6 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     }
     if !std::io::stderr().is_terminal() {
         trainer = trainer.with_observer(PlainProgress);
-    }
-    if let (true, Some(test), Some(classes)) = (primary, &data.test, data.classes) {
-        let knn = run.knn_config();
-        let bank = eval_loader(run, data.train.clone(), &device)?;
-        let queries = eval_loader(run, test.clone(), &device)?;
-        trainer = trainer.with_knn_monitor(knn_monitor(bank, queries, classes, knn));
-    }
-    if resume {
-        match trainer.resume_latest()? {
-            Some(state) => eprintln!("resuming at epoch {}, step {}", state.epoch, state.step),
-            None => eprintln!("no checkpoint in {}: starting a new run", out.checkpoints.display()),
-        }
-    }
-    if primary {
-        atomic_write(&out.config, run.to_toml()?.as_bytes())?;
     }
     let flag = trainer.interrupt_flag();
     // Only the first handler of a process can be set; a second run in-process keeps it.
@@ -108,7 +128,7 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         ),
     };
     if !primary {
-        return Ok(summary);
+        return Ok(Some(summary));
     }
     save_weights(trainer.varmap(), &out.weights)?;
     // The run is saved by now: a figure that cannot be drawn is a warning, not a failure.
@@ -129,7 +149,7 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         out.weights.display(),
         out.metrics.display()
     );
-    Ok(summary)
+    Ok(Some(summary))
 }
 
 /// The progress bar's lines (the first step's estimate, one line per epoch) as plain lines on

@@ -59,8 +59,8 @@ pub fn open_datasets(config: &DataConfig) -> Result<Datasets> {
         DatasetKind::Folder => {
             let options =
                 ImageFolderOptions { labels_from_subfolders: true, ..ImageFolderOptions::default() };
-            let folder = ImageFolder::open(&config.path, options)
-                .with_context(|| format!("cannot open the image folder {}", config.path.display()))?;
+            // The error names the folder (or the file in it) already.
+            let folder = ImageFolder::open(&config.path, options)?;
             let classes = folder.class_names().len();
             Ok(Datasets {
                 train: cap(Arc::new(folder), limit),

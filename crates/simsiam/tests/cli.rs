@@ -1,58 +1,12 @@
 //! The `simsiam` binary end to end: a tiny run on CIFAR-format files, and every error path
 //! ending in one clear line, a non-zero exit and nothing overwritten.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use simsiam::config::{Preset, RunConfig};
 
 mod common;
-use common::{error_line, simsiam, stderr, succeed};
-
-/// A CIFAR-10-format folder: 5 train batches and a test batch of `n` records each, labels
-/// cycling through the 10 classes, pixels from a fixed pattern.
-fn fake_cifar(root: &Path, n: usize) -> PathBuf {
-    let dir = root.join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let files =
-        ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"];
-    for (f, name) in files.iter().enumerate() {
-        let mut bytes = Vec::with_capacity(n * 3073);
-        for i in 0..n {
-            let label = (i % 10) as u8;
-            bytes.push(label);
-            bytes.extend((0..3072).map(|p| ((p * (label as usize + 1) + i * 7 + f * 13) % 251) as u8));
-        }
-        std::fs::write(dir.join(format!("{name}.bin")), bytes).expect("write batch");
-    }
-    root.to_owned()
-}
-
-fn tiny_run_args<'a>(data: &'a str, out: &'a str) -> Vec<String> {
-    [
-        "pretrain",
-        "--set",
-        &format!("data.path={data}"),
-        "--set",
-        &format!("train.output_dir={out}"),
-        "--set",
-        "model.width=4",
-        "--set",
-        "model.proj_hidden_dim=32",
-        "--set",
-        "model.proj_output_dim=16",
-        "--set",
-        "model.pred_hidden_dim=8",
-        "--set",
-        "train.batch_size=16",
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "train.knn_k=5",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
+use common::{error_line, fake_cifar, simsiam, stderr, succeed, tiny_run_args};
 
 #[test]
 fn a_tiny_run_pretrains_evaluates_embeds_and_refuses_to_overwrite() {

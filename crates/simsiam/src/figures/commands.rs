@@ -16,6 +16,7 @@ use super::{
     scatter_figure, seeded_order,
 };
 use crate::config::DataConfig;
+use crate::outputs::{OutputKind, check_output};
 use crate::run::open_datasets;
 
 /// Uses the font file at `path` for the text, when given (otherwise `$SIMSIAM_FONT`, then the
@@ -30,7 +31,10 @@ pub fn use_font(path: Option<&Path>) -> Result<()> {
 /// Draws the 2x2 panels of a run's `metrics.jsonl` into `out`.
 pub fn draw_plot(metrics: &Path, out: &Path, options: &PlotOptions) -> Result<()> {
     let records = read_metrics(metrics)?;
-    save_png(&plot_metrics(&records, options)?, out)
+    let figure = plot_metrics(&records, options)?;
+    // After the input's errors, before any write.
+    check_output(out, OutputKind::Png, &[metrics])?;
+    save_png(&figure, out)
 }
 
 /// Embeddings from `simsiam embed` and the training images they were computed on.
@@ -112,6 +116,9 @@ pub fn draw_neighbors(
             .map(|q| Ok((numbered(out, q.index), draw(std::slice::from_ref(q))?)))
             .collect::<Result<_>>()?
     };
+    for (path, _) in &figures {
+        check_output(path, OutputKind::Png, &[embeddings])?;
+    }
     for (path, figure) in &figures {
         save_png(figure, path)?;
     }
@@ -167,6 +174,7 @@ pub fn draw_scatter(
     let title = format!("PCA of {} embeddings ({} shown)", table.len(), thumbs.len());
     let figure =
         scatter_figure(&points, &thumbs, &ScatterOptions { title: Some(title), ..request.options.clone() })?;
+    check_output(out, OutputKind::Png, &[embeddings])?;
     save_png(&figure, out)?;
     Ok(ScatterSummary { shown: thumbs.len(), embeddings: table.len() })
 }
