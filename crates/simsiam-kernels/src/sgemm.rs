@@ -218,6 +218,7 @@ fn blocked(
     }
     pa.resize(MC * KC, 0.0);
     pb.resize(KC * NC.min(n.div_ceil(NR) * NR), 0.0);
+    let avx512 = crate::options::avx512();
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
@@ -227,15 +228,28 @@ fn blocked(
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 a.pack(ic, mc, pc, kc, pa);
-                for jr in (0..nc).step_by(NR) {
+                let mut jr = 0;
+                while jr < nc {
                     let nr = NR.min(nc - jr);
-                    let bp = &pb[jr * kc..(jr + NR) * kc];
                     let j = jc + jr;
                     // A tile inside one block is a strided matrix; one across blocks goes
                     // through `out.at` value by value. Divisions once per column panel.
                     let (block, col) = (j / out.block_cols, j % out.block_cols);
-                    let inside = col + nr <= out.block_cols;
                     let base = block * out.block_stride + col;
+                    // Two whole panels side by side in one block: one `MR x 2 NR` tile on
+                    // 16-lane registers, twice the FMAs in flight of one `MR x NR` tile.
+                    if avx512 && jr + 2 * NR <= nc && col + 2 * NR <= out.block_cols {
+                        let bp = &pb[jr * kc..(jr + 2 * NR) * kc];
+                        for ir in (0..mc).step_by(MR) {
+                            let mr = MR.min(mc - ir);
+                            let ap = &pa[ir * kc..(ir + MR) * kc];
+                            pair_tile(kc, ap, bp, &mut c[base + (ic + ir) * out.rs..], out.rs, mr, add);
+                        }
+                        jr += 2 * NR;
+                        continue;
+                    }
+                    let bp = &pb[jr * kc..(jr + NR) * kc];
+                    let inside = col + nr <= out.block_cols;
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
                         let ap = &pa[ir * kc..(ir + MR) * kc];
@@ -246,6 +260,7 @@ fn blocked(
                             scattered_tile(kc, ap, bp, c, out, (ic + ir, j), (mr, nr), add);
                         }
                     }
+                    jr += NR;
                 }
             }
         }
@@ -436,6 +451,33 @@ fn portable_micro_kernel(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs:
             *d = if add { *d + s } else { s };
         }
     }
+}
+
+/// Two `MR x NR` tiles side by side, `c` holding `mr` rows of `2 NR` values at stride `c_rs`
+/// and `bp` the two panels one after the other: the AVX-512 pair kernel for whole tiles,
+/// [`tile`] twice for the last rows. Only called where `options::avx512()`.
+fn pair_tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, mr: usize, add: bool) {
+    assert!(ap.len() >= kc * MR && bp.len() >= 2 * kc * NR, "sgemm: packed panels too short");
+    assert!(mr <= MR && mr > 0 && c.len() >= (mr - 1) * c_rs + 2 * NR, "sgemm: pair tile");
+    let (b0, b1) = bp.split_at(kc * NR);
+    #[cfg(target_arch = "x86_64")]
+    if mr == MR && crate::options::avx512() {
+        // SAFETY: the CPU has AVX-512F, AVX2 and FMA (`options::avx512`); the panels hold `kc`
+        // steps each and `c` holds `MR` rows of `2 NR` values at stride `c_rs` (asserted).
+        unsafe {
+            x86::micro_kernel_avx512_pair(
+                kc,
+                ap.as_ptr(),
+                [b0.as_ptr(), b1.as_ptr()],
+                c.as_mut_ptr(),
+                c_rs,
+                add,
+            );
+        }
+        return;
+    }
+    tile(kc, ap, b0, c, c_rs, mr, NR, add);
+    tile(kc, ap, b1, &mut c[NR..], c_rs, mr, NR, add);
 }
 
 /// One `MR x NR` tile at `(i0, j0)` whose columns cross blocks of `out`.
@@ -637,6 +679,73 @@ pub(crate) mod x86 {
         }
     }
 
+    /// Two [`micro_kernel_avx512`] tiles at once, columns `0..NR` from panel `b[0]` and
+    /// `NR..2 NR` from panel `b[1]`: twelve accumulators, so the FMAs cover their latency;
+    /// every value summed as by the AVX2 kernel (the same bits).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, AVX2 and FMA; `a` points to `kc * MR` floats, `b[0]` and `b[1]`
+    /// to `kc * NR` each, `c_out` to `MR` rows of `2 NR` writable floats at stride `c_rs`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline(never)]
+    pub(super) unsafe fn micro_kernel_avx512_pair(
+        kc: usize,
+        a: *const f32,
+        b: [*const f32; 2],
+        c_out: *mut f32,
+        c_rs: usize,
+        add: bool,
+    ) {
+        for i in 0..MR {
+            // Prefetches never fault; the addresses are row `i` of the tile.
+            let row = c_out.wrapping_add(i * c_rs);
+            _mm_prefetch::<_MM_HINT_T0>(row.cast());
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(2 * NR - 1).cast());
+        }
+        let mut c = [[_mm512_setzero_ps(); 2]; MR];
+        let (mut a, [mut b0, mut b1]) = (a, b);
+        let step = |c: &mut [[__m512; 2]; MR], a: *const f32, b0: *const f32, b1: *const f32, p: usize| {
+            // SAFETY: the caller keeps `p` steps inside the panels.
+            unsafe {
+                let (v0, v1) = (_mm512_loadu_ps(b0.add(p * NR)), _mm512_loadu_ps(b1.add(p * NR)));
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let ai = _mm512_set1_ps(*a.add(p * MR + i));
+                    ci[0] = _mm512_fmadd_ps(ai, v0, ci[0]);
+                    ci[1] = _mm512_fmadd_ps(ai, v1, ci[1]);
+                }
+            }
+        };
+        for _ in 0..kc / 4 {
+            for p in 0..4 {
+                step(&mut c, a, b0, b1, p);
+            }
+            // SAFETY: four steps stay inside the panels (caller's contract).
+            unsafe {
+                (a, b0, b1) = (a.add(4 * MR), b0.add(4 * NR), b1.add(4 * NR));
+            }
+        }
+        for _ in 0..kc % 4 {
+            step(&mut c, a, b0, b1, 0);
+            // SAFETY: as above, one step.
+            unsafe {
+                (a, b0, b1) = (a.add(MR), b0.add(NR), b1.add(NR));
+            }
+        }
+        for (i, ci) in c.iter().enumerate() {
+            // SAFETY: row `i` of `c_out` holds `2 NR` floats (caller's contract).
+            unsafe {
+                let row = c_out.add(i * c_rs);
+                let (mut lo, mut hi) = (ci[0], ci[1]);
+                if add {
+                    lo = _mm512_add_ps(lo, _mm512_loadu_ps(row));
+                    hi = _mm512_add_ps(hi, _mm512_loadu_ps(row.add(NR)));
+                }
+                _mm512_storeu_ps(row, lo);
+                _mm512_storeu_ps(row.add(NR), hi);
+            }
+        }
+    }
+
     /// [`micro_kernel`] on 16-lane registers: one `NR = 16` row of `b` per load, each row of
     /// the tile in one register, half the instructions of the AVX2 kernel. Every value is
     /// summed in the same order with the same fused multiply-adds, so the results are the AVX2
@@ -777,7 +886,9 @@ mod tests {
         }
         // Columns in blocks of 16 (every tile inside one) and of 5 and 21 (tiles across
         // blocks), blocks `stride` apart with a gap, as a convolution's `[m, co, pp]` output.
-        for &(m, n, k, block_cols) in &[(13, 64, 40, 16), (7, 35, 300, 5), (20, 50, 9, 21), (6, 16, 0, 5)] {
+        for &(m, n, k, block_cols) in
+            &[(13, 64, 40, 16), (7, 35, 300, 5), (20, 50, 9, 21), (6, 16, 0, 5), (13, 100, 40, 40)]
+        {
             let ad = values(m * k, 3);
             let bd = values(k * n, 4);
             let a = MatRef { data: &ad, rows: m, cols: k, rs: k, cs: 1 };
@@ -829,6 +940,20 @@ mod tests {
                 }
                 let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&c2), bits(&c512), "kc {kc}, add {add}");
+
+                // The pair kernel: two panels against two AVX2 tiles.
+                let bp2 = values(kc * NR, 10);
+                let c_rs = 2 * NR + 5;
+                let start = values(MR * c_rs, 11);
+                let (mut c2, mut pair) = (start.clone(), start);
+                // SAFETY: as above, with `MR` rows of `2 NR` at stride `c_rs`.
+                unsafe {
+                    x86::micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), c2.as_mut_ptr(), c_rs, add);
+                    x86::micro_kernel(kc, ap.as_ptr(), bp2.as_ptr(), c2.as_mut_ptr().add(NR), c_rs, add);
+                    let b = [bp.as_ptr(), bp2.as_ptr()];
+                    x86::micro_kernel_avx512_pair(kc, ap.as_ptr(), b, pair.as_mut_ptr(), c_rs, add);
+                }
+                assert_eq!(bits(&c2), bits(&pair), "pair: kc {kc}, add {add}");
             }
         }
     }
