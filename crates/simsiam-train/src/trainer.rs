@@ -131,6 +131,13 @@ impl<B: Backbone> Trainer<B> {
         self.stepper.interrupt_flag()
     }
 
+    /// Stops on `flag` instead of a flag of its own: one a signal handler installed before the
+    /// trainer existed sets.
+    pub fn with_interrupt_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stepper.set_interrupt_flag(flag);
+        self
+    }
+
     /// The model.
     pub fn model(&self) -> &SimSiam<B> {
         &self.stepper.model
@@ -146,13 +153,25 @@ impl<B: Backbone> Trainer<B> {
         &self.stepper.state
     }
 
-    /// Loads the newest checkpoint of the checkpointer, if there is one; returns its state.
+    /// Loads the newest checkpoint of the checkpointer that verifies, if there is one; returns
+    /// its state. A damaged checkpoint ([`TrainError::CorruptCheckpoint`]: unreadable, checksum
+    /// mismatch, NaN or infinite values) is skipped with a warning naming it, for the next
+    /// older one; it is left on disk. Any other error (another model, another seed), or every
+    /// checkpoint damaged, is returned.
     pub fn resume_latest(&mut self) -> Result<Option<TrainState>> {
         let Some(dir) = self.observers.checkpoint.checkpointer() else { return Ok(None) };
-        match dir.latest()? {
-            Some(path) => self.resume_from(&path).map(Some),
-            None => Ok(None),
+        let mut first_damage = None;
+        for path in dir.list()?.iter().rev() {
+            match self.resume_from(path) {
+                Ok(state) => return Ok(Some(state)),
+                Err(e @ TrainError::CorruptCheckpoint { .. }) => {
+                    tracing::warn!("skipping a damaged checkpoint, resuming from an older one: {e}");
+                    first_damage.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
+        first_damage.map_or(Ok(None), Err)
     }
 
     /// Loads the checkpoint at `path`: weights, running statistics, momentum and state.
