@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 use candle::{DType, Device};
 use candle_nn::VarMap;
-use common::{config, data, finished, trainer, weights};
+use common::{config, data, event_keys, finished, trainer, weights};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use simsiam_models::{ResNetConfig, Stem, seeded_var_builder};
-use simsiam_train::{Checkpointer, Result, Sgd, SgdConfig, TrainError, TrainState, load_checkpoint};
+use simsiam_train::{
+    Checkpointer, MetricsLog, Result, Sgd, SgdConfig, TrainError, TrainState, load_checkpoint,
+};
 
 const DIR_VAR: &str = "SIMSIAM_KILL_TEST_DIR";
 const EPOCHS: usize = 6;
@@ -26,11 +28,14 @@ fn child_dir() -> PathBuf {
     PathBuf::from(std::env::var(DIR_VAR).expect("run by the kill tests, which set SIMSIAM_KILL_TEST_DIR"))
 }
 
-/// Resumes from the newest checkpoint and trains to the end, one checkpoint per epoch.
+/// Resumes from the newest checkpoint and trains to the end, one checkpoint per epoch, with
+/// metrics beside the checkpoints.
 #[test]
 #[ignore = "child process of the kill tests"]
 fn child_training_run() -> Result<()> {
-    let mut t = trainer(config(EPOCHS))?.with_checkpoints(Checkpointer::new(child_dir(), 2)?);
+    let mut t = trainer(config(EPOCHS))?
+        .with_checkpoints(Checkpointer::new(child_dir(), 2)?)
+        .with_metrics(MetricsLog::append(&child_dir().join("metrics.jsonl"))?);
     t.resume_latest()?;
     finished(t.fit(&data())?);
     Ok(())
@@ -88,8 +93,10 @@ fn assert_all_checkpoints_whole(dir: &Path, varmap: &VarMap) -> usize {
 
 #[test]
 fn killed_training_always_resumes_to_the_uninterrupted_result() -> Result<()> {
+    let straight_metrics = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
+    let straight_metrics = straight_metrics.path().join("metrics.jsonl");
     let straight = {
-        let mut t = trainer(config(EPOCHS))?;
+        let mut t = trainer(config(EPOCHS))?.with_metrics(MetricsLog::append(&straight_metrics)?);
         finished(t.fit(&data())?);
         weights(t.varmap())?
     };
@@ -126,6 +133,12 @@ fn killed_training_always_resumes_to_the_uninterrupted_result() -> Result<()> {
     assert!(
         weights(resumed.varmap())? == straight,
         "after {kills} kills the weights differ from a straight run"
+    );
+    // Each resume dropped the events written past its checkpoint and any torn line.
+    assert_eq!(
+        event_keys(&dir.path().join("metrics.jsonl"))?,
+        event_keys(&straight_metrics)?,
+        "after {kills} kills the metrics differ from a straight run's"
     );
     Ok(())
 }
