@@ -6,6 +6,7 @@
 //! - [`run`]: datasets, loaders, model and loss from a config.
 //! - [`pretrain::pretrain`]: a whole run with checkpoints, metrics and the kNN monitor.
 //! - [`launch`]: `simsiam pretrain --gpus N`, one process per GPU over NCCL.
+//! - [`interrupt`]: SIGINT, SIGTERM and SIGHUP stop a run at a step with its checkpoint saved.
 //! - `figures` (the `figures` feature, on by default): training curves, nearest-neighbour
 //!   grids and embedding scatter plots as PNG.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod evaluate;
 #[cfg(feature = "figures")]
 pub mod figures;
+pub mod interrupt;
 pub mod launch;
 pub mod pretrain;
 pub mod run;

@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
 use candle::Device;
@@ -15,6 +14,7 @@ use simsiam_train::{
 };
 
 use crate::config::RunConfig;
+use crate::interrupt::{Interrupt, Interrupted, Signal};
 use crate::launch::Rank;
 use crate::run::{OutputPaths, build_model_with_batch_stats, eval_loader, open_datasets, train_loader};
 
@@ -23,8 +23,14 @@ use crate::run::{OutputPaths, build_model_with_batch_stats, eval_loader, open_da
 /// Refuses to start over a run directory that already holds checkpoints unless resuming, so
 /// nothing is overwritten. Inside a group started by `simsiam pretrain --gpus N`
 /// ([`crate::launch`]) it trains as one rank on `cuda:RANK`; only rank 0 writes files.
+///
+/// SIGINT, SIGTERM and SIGHUP ([`crate::interrupt`]) stop training after the step in progress
+/// with its checkpoint saved: the error is then an [`Interrupted`] naming the signal. A resume
+/// skips damaged checkpoints for the newest that verifies, and brings `metrics.jsonl` back to
+/// it.
 pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     run.validate()?;
+    let interrupt = Interrupt::install()?;
     let rank = Rank::from_env()?;
     let primary = rank.as_ref().is_none_or(|r| r.rank == 0);
     let device = rank.as_ref().map_or(run.train.device, Rank::device).open()?;
@@ -55,7 +61,8 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     let run_json = serde_json::to_value(run).context("cannot store the config")?;
     std::fs::create_dir_all(&out.dir).with_context(|| format!("cannot create {}", out.dir.display()))?;
     let mut trainer = Trainer::new(model, varmap, run.model.loss.build(), config, run_json)?
-        .with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?);
+        .with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?)
+        .with_interrupt_flag(interrupt.flag());
     if primary {
         trainer = trainer.with_metrics(MetricsLog::append(&out.metrics)?);
     }
@@ -80,10 +87,6 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
     if primary {
         atomic_write(&out.config, run.to_toml()?.as_bytes())?;
     }
-    let flag = trainer.interrupt_flag();
-    // Only the first handler of a process can be set; a second run in-process keeps it.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-
     let batches = loader.batches_per_epoch();
     // Each rank keeps its rows of every global batch (seed-derived, the same on every rank).
     let source: Box<dyn TwoViewBatches> = match &rank {
@@ -99,13 +102,17 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         run.lr(),
         out.dir.display()
     );
+    if let Some(signal) = interrupt.signal() {
+        let state = trainer.state();
+        return Err(Interrupted { signal, epoch: state.epoch, step: state.step, saved: false }.into());
+    }
     let summary = match trainer.fit(source.as_ref())? {
         TrainOutcome::Finished(summary) => summary,
-        TrainOutcome::Interrupted(at) => bail!(
-            "interrupted at epoch {}, step {}; the checkpoint is saved: rerun with --resume",
-            at.epochs,
-            at.steps
-        ),
+        // Data-parallel, a rank stops when another got the signal (Ctrl-C reaches them all).
+        TrainOutcome::Interrupted(at) => {
+            let signal = interrupt.signal().unwrap_or(Signal::INTERRUPT);
+            return Err(Interrupted { signal, epoch: at.epochs, step: at.steps, saved: true }.into());
+        }
     };
     if !primary {
         return Ok(summary);
