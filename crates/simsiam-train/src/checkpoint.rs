@@ -224,11 +224,14 @@ impl ContentHash {
 
 /// Whether a tensor holds no NaN or infinity (integer tensors always).
 fn all_finite(tensor: &Tensor) -> Result<bool> {
-    if !tensor.dtype().is_float() {
-        return Ok(true);
-    }
-    let values = tensor.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    Ok(values.iter().all(|v| v.is_finite()))
+    let flat = tensor.flatten_all()?;
+    Ok(match tensor.dtype() {
+        DType::F64 => flat.to_vec1::<f64>()?.iter().all(|v| v.is_finite()),
+        DType::F32 => flat.to_vec1::<f32>()?.iter().all(|v| v.is_finite()),
+        // Half precision widens exactly: a value is finite in f32 if and only if it was.
+        d if d.is_float() => flat.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().all(|v| v.is_finite()),
+        _ => true,
+    })
 }
 
 /// Loads a checkpoint into `varmap` (every variable must be present with its shape) and, when

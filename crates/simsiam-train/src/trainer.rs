@@ -28,6 +28,9 @@ pub struct Trainer<B: Backbone> {
     observers: Observers<B>,
     config: TrainerConfig,
     run_config: serde_json::Value,
+    /// The step a resume left the state at (0 when it found no checkpoint), until the next fit
+    /// brings the metrics file back to it.
+    resumed_at: Option<usize>,
 }
 
 /// What a fit runs to: its schedule, its last epoch and the step it started from.
@@ -74,7 +77,7 @@ impl<B: Backbone> Trainer<B> {
             extra: Vec::new(),
         };
         let stepper = Stepper::new(model, varmap, loss, optimizer, state, config.lr);
-        Ok(Self { stepper, observers, config, run_config })
+        Ok(Self { stepper, observers, config, run_config, resumed_at: None })
     }
 
     /// Writes checkpoints through `checkpointer`.
@@ -165,13 +168,19 @@ impl<B: Backbone> Trainer<B> {
             match self.resume_from(path) {
                 Ok(state) => return Ok(Some(state)),
                 Err(e @ TrainError::CorruptCheckpoint { .. }) => {
-                    tracing::warn!("skipping a damaged checkpoint, resuming from an older one: {e}");
+                    tracing::warn!("skipping a damaged checkpoint for an older one: {e}");
                     first_damage.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        first_damage.map_or(Ok(None), Err)
+        match first_damage {
+            Some(e) => Err(e),
+            None => {
+                self.resumed_at = Some(self.stepper.state.step); // nothing to resume: a fresh start
+                Ok(None)
+            }
+        }
     }
 
     /// Loads the checkpoint at `path`: weights, running statistics, momentum and state.
@@ -189,6 +198,7 @@ impl<B: Backbone> Trainer<B> {
         }
         tracing::info!(path = %path.display(), epoch = state.epoch, step = state.step, "resumed");
         s.state = state.clone();
+        self.resumed_at = Some(state.step);
         Ok(state)
     }
 
@@ -206,7 +216,9 @@ impl<B: Backbone> Trainer<B> {
         let plan = Plan { schedule: self.schedule(per_epoch)?, until, start_step: self.stepper.state.step };
         self.stepper.state.config = self.run_config.clone(); // what checkpoints store
         let fit = FitContext { epochs: self.config.epochs, until, batches_per_epoch: per_epoch };
-        self.observers.each(|o| o.on_fit_start(&fit, &self.stepper.view()))?;
+        let view = self.stepper.view();
+        self.observers.metrics.rewind(self.resumed_at.take(), &view)?;
+        self.observers.each(|o| o.on_fit_start(&fit, &view))?;
         let (mut last_loss, mut knn_top1) = (f32::NAN, None);
         while self.stepper.state.epoch < until {
             let epoch = self.stepper.state.epoch;

@@ -267,3 +267,20 @@ fn metrics_after_a_kill_and_a_resume_hold_each_event_once() -> Result<()> {
     assert_eq!(event_keys(&metrics)?, event_keys(&straight)?);
     Ok(())
 }
+
+#[test]
+fn a_resume_that_finds_no_checkpoint_starts_the_metrics_afresh() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
+    let straight = dir.path().join("straight.jsonl");
+    finished(trainer(config(1))?.with_metrics(MetricsLog::append(&straight)?).fit(&data())?);
+    // A run killed before its first checkpoint left these metrics.
+    let metrics = dir.path().join("metrics.jsonl");
+    std::fs::copy(&straight, &metrics).map_err(|e| TrainError::io(&metrics, e))?;
+    let mut t = trainer(config(1))?
+        .with_checkpoints(Checkpointer::new(dir.path().join("ckpt"), 1)?)
+        .with_metrics(MetricsLog::append(&metrics)?);
+    assert!(t.resume_latest()?.is_none());
+    finished(t.fit(&data())?);
+    assert_eq!(event_keys(&metrics)?, event_keys(&straight)?);
+    Ok(())
+}

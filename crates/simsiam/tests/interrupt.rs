@@ -96,8 +96,9 @@ fn event_keys(path: &Path) -> Vec<(String, u64, u64)> {
 }
 
 /// Starts `args`, waits until `metrics.jsonl` holds `marker` (a step or an epoch has been
-/// trained), sends `signal` and waits for the exit; returns the exit code and stderr.
-fn interrupt(args: &[String], out: &Path, marker: &str, signal: Signal) -> (Option<i32>, String) {
+/// trained), sends `signals` one right after the other and waits for the exit; returns the
+/// exit code and stderr.
+fn interrupt(args: &[String], out: &Path, marker: &str, signals: &[Signal]) -> (Option<i32>, String) {
     std::fs::create_dir_all(out).expect("mkdir");
     let log_path = out.with_extension("log");
     let log = std::fs::File::create(&log_path).expect("log file");
@@ -117,7 +118,10 @@ fn interrupt(args: &[String], out: &Path, marker: &str, signal: Signal) -> (Opti
         assert!(Instant::now() < deadline, "no `{marker}` in the metrics after 300 s");
         std::thread::sleep(Duration::from_millis(5));
     }
-    kill(Pid::from_raw(child.id() as i32), signal).expect("send the signal");
+    for &signal in signals {
+        // A later signal may find the process gone, having stopped on the earlier ones.
+        let _ = kill(Pid::from_raw(child.id() as i32), signal);
+    }
     let status = child.wait().expect("wait for simsiam");
     (status.code(), std::fs::read_to_string(&log_path).expect("log"))
 }
@@ -139,7 +143,7 @@ fn sigterm_saves_a_checkpoint_exits_143_and_the_resumed_run_equals_an_uninterrup
     let out = tmp.path().join("run");
     let args = pretrain_args(&data, &out);
 
-    let (code, log) = interrupt(&args, &out, r#""event":"step""#, Signal::SIGTERM);
+    let (code, log) = interrupt(&args, &out, r#""event":"step""#, &[Signal::SIGTERM]);
     assert_eq!(code, Some(143), "SIGTERM must exit 128 + 15: {log}");
     assert!(log.contains("stopped by SIGTERM") && log.contains("--resume"), "{log}");
     let newest = checkpoints(&out).pop().expect("the interruption's checkpoint");
@@ -160,6 +164,31 @@ fn sigterm_saves_a_checkpoint_exits_143_and_the_resumed_run_equals_an_uninterrup
 }
 
 #[test]
+fn a_second_signal_exits_at_once_and_leaves_every_checkpoint_whole() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = fake_cifar(&tmp.path().join("data"), 40);
+    let out = tmp.path().join("run");
+    let args = pretrain_args(&data, &out);
+
+    // SIGTERM, then SIGHUP at once, maybe while the first one's checkpoint is being written.
+    let (code, log) = interrupt(&args, &out, r#""event":"step""#, &[Signal::SIGTERM, Signal::SIGHUP]);
+    assert!(code == Some(129) || code == Some(143), "exit {code:?}: {log}");
+    for checkpoint in checkpoints(&out) {
+        if let Err(e) = simsiam_train::read_train_state(&checkpoint) {
+            panic!("a checkpoint left by the second signal does not verify: {e}");
+        }
+    }
+    let mut resume = args.clone();
+    resume.push("--resume".into());
+    run_ok(&resume);
+    assert!(
+        std::fs::read(out.join("model.safetensors")).expect("weights") == straight().weights,
+        "the run stopped by two signals and resumed differs from an uninterrupted one"
+    );
+    assert_eq!(event_keys(&out.join("metrics.jsonl")), straight().events);
+}
+
+#[test]
 fn a_damaged_newest_checkpoint_is_named_skipped_and_the_run_ends_as_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = fake_cifar(&tmp.path().join("data"), 40);
@@ -167,7 +196,7 @@ fn a_damaged_newest_checkpoint_is_named_skipped_and_the_run_ends_as_an_uninterru
     let args = pretrain_args(&data, &out);
 
     // Ctrl-C after the first epoch: its checkpoint and the interruption's.
-    let (code, log) = interrupt(&args, &out, r#""event":"epoch""#, Signal::SIGINT);
+    let (code, log) = interrupt(&args, &out, r#""event":"epoch""#, &[Signal::SIGINT]);
     assert_eq!(code, Some(130), "SIGINT must exit 128 + 2: {log}");
     let found = checkpoints(&out);
     assert!(found.len() >= 2, "{found:?}");

@@ -1,10 +1,10 @@
 //! The metrics log as an observer: every logged step and every epoch as a `tracing` event
-//! and, on the primary worker, as a line of the JSON-lines file, which a resumed fit first
-//! brings back to its checkpoint.
+//! and, on the primary worker, as a line of the JSON-lines file, which the trainer brings
+//! back to the checkpoint it resumed from before a fit.
 
 use simsiam_models::Backbone;
 
-use crate::observer::{EpochContext, FitContext, StepContext, TrainObserver, TrainView};
+use crate::observer::{EpochContext, StepContext, TrainObserver, TrainView};
 use crate::{MetricEvent, MetricsLog, Result};
 
 /// Emits a `tracing` event for every `log_every`-th step and every epoch, on every rank, and
@@ -20,6 +20,28 @@ impl MetricsObserver {
         Self { log }
     }
 
+    /// Before a fit: after a resume to `resumed_at` (0 when it found no checkpoint), drops the
+    /// events the file holds past that step, which the fit writes again; in any case drops
+    /// lines a kill tore, so that the next line starts whole. Primary worker only.
+    pub(crate) fn rewind<B: Backbone>(
+        &mut self,
+        resumed_at: Option<usize>,
+        run: &TrainView<'_, B>,
+    ) -> Result<()> {
+        let Some(log) = self.log.as_mut().filter(|_| run.is_primary()) else { return Ok(()) };
+        let rewound = log.rewind(resumed_at)?;
+        if !rewound.is_empty() {
+            tracing::warn!(
+                path = %log.path().display(),
+                step = resumed_at,
+                later_events = rewound.later_events,
+                torn_lines = rewound.torn_lines,
+                "metrics brought back to the checkpoint: events past it and torn lines dropped"
+            );
+        }
+        Ok(())
+    }
+
     fn write<B: Backbone>(&mut self, event: &MetricEvent, run: &TrainView<'_, B>) -> Result<()> {
         match &mut self.log {
             Some(log) if run.is_primary() => log.log(event),
@@ -29,24 +51,6 @@ impl MetricsObserver {
 }
 
 impl<B: Backbone> TrainObserver<B> for MetricsObserver {
-    /// A fit from a checkpoint (step > 0) drops the events the file holds past it, which the
-    /// fit writes again; any fit drops lines a kill tore, so the next line starts whole.
-    fn on_fit_start(&mut self, _: &FitContext, run: &TrainView<'_, B>) -> Result<()> {
-        let Some(log) = self.log.as_mut().filter(|_| run.is_primary()) else { return Ok(()) };
-        let step = run.state.step;
-        let rewound = log.rewind((step > 0).then_some(step))?;
-        if !rewound.is_empty() {
-            tracing::warn!(
-                path = %log.path().display(),
-                step,
-                later_events = rewound.later_events,
-                torn_lines = rewound.torn_lines,
-                "metrics brought back to the checkpoint: events past it and torn lines dropped"
-            );
-        }
-        Ok(())
-    }
-
     fn on_step(&mut self, ctx: &mut StepContext<'_>, run: &TrainView<'_, B>) -> Result<()> {
         if !ctx.log_due {
             return Ok(());
