@@ -1,25 +1,36 @@
 //! Checkpoints that survive a kill: model weights, BatchNorm running statistics, optimiser
-//! momentum and the train state in one safetensors file, written atomically.
+//! momentum and the train state in one safetensors file, written atomically and verified
+//! when read.
 //!
 //! A checkpoint is `checkpoint-e{epoch}-s{step}.safetensors` holding `model.<name>` for every
 //! variable of the model's `VarMap` (torchvision and Lightly names, running statistics
-//! included), `optim.momentum.<name>` for every momentum buffer, and the [`TrainState`] as
-//! JSON in the safetensors metadata under `simsiam.train_state`. It is written to a hidden
-//! temporary file, fsynced and renamed, so a checkpoint on disk is always whole; the last
-//! `keep_last` are kept.
+//! included), `optim.momentum.<name>` for every momentum buffer, and in the safetensors
+//! metadata the [`TrainState`] as JSON under `simsiam.train_state` and a content checksum under
+//! `simsiam.checksum`: a CRC-32 over every tensor's name, dtype, shape and bytes (in name
+//! order) and the train state's JSON. It is written to a hidden temporary file, fsynced and
+//! renamed, so a checkpoint on disk is always whole; the last `keep_last` are kept.
+//!
+//! Reading one checks the checksum (a checkpoint written before checksums existed loads with a
+//! warning) and loading one refuses NaN or infinite values: either is a
+//! [`TrainError::CorruptCheckpoint`], which [`crate::Trainer::resume_latest`] answers by
+//! falling back to the newest older checkpoint that verifies. Nothing non-finite is ever
+//! saved, so the checkpoint just written always verifies and rotation, which never removes it,
+//! never removes the last verified one.
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use candle::{Device, Tensor};
+use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use safetensors::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 
 use crate::fs::atomic_write;
 use crate::{Result, Sgd, TrainError};
 
 const STATE_KEY: &str = "simsiam.train_state";
+const CHECKSUM_KEY: &str = "simsiam.checksum";
 const MODEL_PREFIX: &str = "model.";
 const MOMENTUM_PREFIX: &str = "optim.momentum.";
 
@@ -69,7 +80,8 @@ impl Checkpointer {
         &self.dir
     }
 
-    /// Saves a checkpoint and prunes old ones; returns its path.
+    /// Saves a checkpoint and prunes old ones; returns its path. A model or momentum holding
+    /// NaN or infinite values is refused: nothing is written and nothing pruned.
     pub fn save(&self, varmap: &VarMap, optimizer: &Sgd, state: &TrainState) -> Result<PathBuf> {
         let path = self.dir.join(format!("checkpoint-e{:05}-s{:09}.safetensors", state.epoch, state.step));
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
@@ -84,11 +96,24 @@ impl Checkpointer {
         }
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let json = serde_json::to_string(state).map_err(|e| invalid(&path, e.to_string()))?;
-        let metadata = HashMap::from([(STATE_KEY.to_owned(), json)]);
+        let mut hash = ContentHash::new();
+        for (name, tensor) in &tensors {
+            if !all_finite(tensor)? {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "`{name}` holds NaN or infinite values: not saved, the older checkpoints are kept"
+                    ),
+                ));
+            }
+            hash.tensor(name, View::dtype(tensor), tensor.dims(), &View::data(tensor));
+        }
+        let checksum = hash.finish(&json);
+        let metadata = HashMap::from([(STATE_KEY.to_owned(), json), (CHECKSUM_KEY.to_owned(), checksum)]);
         let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
             .map_err(|e| invalid(&path, e.to_string()))?;
         atomic_write(&path, &bytes)?;
-        self.prune()?;
+        self.prune(&path)?;
         Ok(path)
     }
 
@@ -112,9 +137,13 @@ impl Checkpointer {
         Ok(self.list()?.pop())
     }
 
-    fn prune(&self) -> Result<()> {
+    /// Removes the oldest checkpoints but the `keep_last` up to `written`, the one just saved
+    /// (verified: its values were checked before writing). Checkpoints named after it are left
+    /// alone: they are those a resume skipped as damaged, kept for the user to look at.
+    fn prune(&self, written: &Path) -> Result<()> {
         let all = self.list()?;
-        let excess = all.len().saturating_sub(self.keep_last);
+        let upto = all.iter().position(|p| p == written).map_or(0, |i| i + 1);
+        let excess = upto.saturating_sub(self.keep_last);
         for old in &all[..excess] {
             fs::remove_file(old).map_err(|e| TrainError::io(old, e))?;
         }
@@ -122,30 +151,105 @@ impl Checkpointer {
     }
 }
 
-/// Reads a checkpoint's train state without loading its tensors' values into a model.
+/// Reads a checkpoint's train state, after checking its content against its checksum, without
+/// loading its tensors' values into a model.
 pub fn read_train_state(path: &Path) -> Result<TrainState> {
     let bytes = fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    parse_state(path, &bytes)
+    verified_state(path, &bytes)
 }
 
-fn parse_state(path: &Path, bytes: &[u8]) -> Result<TrainState> {
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| invalid(path, format!("not a safetensors file ({e})")))?;
+/// The train state of a checkpoint whose bytes match its checksum. One written before
+/// checksums existed has none: it is read with a warning.
+fn verified_state(path: &Path, bytes: &[u8]) -> Result<TrainState> {
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|e| corrupt(path, format!("not a safetensors file ({e})")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| corrupt(path, format!("not a safetensors file ({e})")))?;
+    let metadata = header.metadata().as_ref();
     let json = metadata
-        .metadata()
-        .as_ref()
         .and_then(|m| m.get(STATE_KEY))
-        .ok_or_else(|| invalid(path, "no train state: not a simsiam checkpoint".into()))?;
-    serde_json::from_str(json).map_err(|e| invalid(path, format!("unreadable train state ({e})")))
+        .ok_or_else(|| corrupt(path, "no train state: not a simsiam checkpoint".into()))?;
+    let state =
+        serde_json::from_str(json).map_err(|e| corrupt(path, format!("unreadable train state ({e})")))?;
+    let Some(stored) = metadata.and_then(|m| m.get(CHECKSUM_KEY)) else {
+        tracing::warn!(path = %path.display(), "checkpoint written before checksums: its content is not verified");
+        return Ok(state);
+    };
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hash = ContentHash::new();
+    for (name, view) in &tensors {
+        hash.tensor(name, view.dtype(), view.shape(), view.data());
+    }
+    let actual = hash.finish(json);
+    if *stored != actual {
+        return Err(corrupt(
+            path,
+            format!("damaged: its content has checksum {actual}, it was written with {stored}"),
+        ));
+    }
+    Ok(state)
+}
+
+/// The content checksum: CRC-32 over each tensor's name, dtype, shape and bytes, then the
+/// train state's JSON, as `crc32:` and eight hex digits. Fields are length-prefixed so that no
+/// two contents hash the same bytes.
+struct ContentHash(crc32fast::Hasher);
+
+impl ContentHash {
+    fn new() -> Self {
+        Self(crc32fast::Hasher::new())
+    }
+
+    fn tensor(&mut self, name: &str, dtype: Dtype, shape: &[usize], data: &[u8]) {
+        self.bytes(name.as_bytes());
+        self.bytes(format!("{dtype:?}").as_bytes());
+        self.0.update(&(shape.len() as u64).to_le_bytes());
+        for &dim in shape {
+            self.0.update(&(dim as u64).to_le_bytes());
+        }
+        self.bytes(data);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    fn finish(mut self, state_json: &str) -> String {
+        self.bytes(state_json.as_bytes());
+        format!("crc32:{:08x}", self.0.finalize())
+    }
+}
+
+/// Whether a tensor holds no NaN or infinity (integer tensors always).
+fn all_finite(tensor: &Tensor) -> Result<bool> {
+    let flat = tensor.flatten_all()?;
+    Ok(match tensor.dtype() {
+        DType::F64 => flat.to_vec1::<f64>()?.iter().all(|v| v.is_finite()),
+        DType::F32 => flat.to_vec1::<f32>()?.iter().all(|v| v.is_finite()),
+        // Half precision widens exactly: a value is finite in f32 if and only if it was.
+        d if d.is_float() => flat.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().all(|v| v.is_finite()),
+        _ => true,
+    })
 }
 
 /// Loads a checkpoint into `varmap` (every variable must be present with its shape) and, when
-/// given, the optimiser's momentum; returns the train state. Nothing is changed on error.
+/// given, the optimiser's momentum; returns the train state. Its content must match its
+/// checksum and hold no NaN or infinity ([`TrainError::CorruptCheckpoint`] otherwise). Nothing
+/// is changed on error.
 pub fn load_checkpoint(path: &Path, varmap: &VarMap, optimizer: Option<&mut Sgd>) -> Result<TrainState> {
     let bytes = fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    let state = parse_state(path, &bytes)?;
+    let state = verified_state(path, &bytes)?;
     let tensors = candle::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| invalid(path, format!("unreadable tensors ({e})")))?;
+        .map_err(|e| corrupt(path, format!("unreadable tensors ({e})")))?;
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        if !all_finite(&tensors[name])? {
+            return Err(corrupt(path, format!("`{name}` holds NaN or infinite values")));
+        }
+    }
     let vars = varmap.data().lock().map_err(|_| poisoned(path))?;
     let mut updates = Vec::with_capacity(vars.len());
     for (name, var) in vars.iter() {
@@ -206,6 +310,10 @@ pub fn save_weights(varmap: &VarMap, path: &Path) -> Result<()> {
 
 fn invalid(path: &Path, reason: String) -> TrainError {
     TrainError::Checkpoint { path: path.to_owned(), reason }
+}
+
+fn corrupt(path: &Path, reason: String) -> TrainError {
+    TrainError::CorruptCheckpoint { path: path.to_owned(), reason }
 }
 
 fn poisoned(path: &Path) -> TrainError {

@@ -27,6 +27,15 @@ pub enum TrainError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A checkpoint file is damaged: not a safetensors file, its content does not match its
+    /// checksum, or it holds NaN or infinite values. A resume skips it for an older one.
+    #[error("checkpoint {path}: {reason}")]
+    CorruptCheckpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

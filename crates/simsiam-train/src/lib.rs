@@ -5,7 +5,7 @@
 //!   groups, a fixed learning rate for the predictor.
 //! - [`CosineSchedule`] and [`scaled_lr`]: cosine decay with linear warmup, `lr * batch / 256`.
 //! - [`Trainer`]: the loop over steps, returning a [`TrainOutcome`] (finished, or interrupted
-//!   by Ctrl-C after saving a checkpoint); around it [`TrainObserver`]s, one concern each: a
+//!   by a signal after saving a checkpoint); around it [`TrainObserver`]s, one concern each: a
 //!   collapse monitor, a kNN monitor, a progress bar (feature `progress`), JSON-lines metrics
 //!   ([`MetricsLog`]) and atomic checkpoints ([`Checkpointer`]) with exact resume.
 //! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
@@ -47,7 +47,7 @@ pub use features::{Features, extract_features};
 pub use fs::atomic_write;
 pub use knn::{KnnConfig, KnnResult, accuracy, knn_classify, knn_scores, l2_normalize};
 pub use linear_eval::{LinearEvalConfig, LinearEvalResult, linear_eval};
-pub use metrics::{MetricEvent, MetricsLog};
+pub use metrics::{MetricEvent, MetricsLog, Rewound};
 pub use observer::{EpochContext, EpochStart, FirstStep, FitContext, StepContext, TrainObserver, TrainView};
 #[cfg(feature = "progress")]
 pub use observers::ProgressObserver;

@@ -66,6 +66,11 @@ impl<B: Backbone> Stepper<B> {
         self.interrupt.clone()
     }
 
+    /// Reads `flag` from now on.
+    pub(crate) fn set_interrupt_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = flag;
+    }
+
     /// What observers see.
     pub(crate) fn view(&self) -> TrainView<'_, B> {
         TrainView {

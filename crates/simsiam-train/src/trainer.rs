@@ -1,7 +1,7 @@
 //! The SimSiam training loop: the schedule and the steps, with everything around them
 //! (collapse monitor, kNN monitor, progress bar, metrics, checkpoints) as observers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -28,6 +28,9 @@ pub struct Trainer<B: Backbone> {
     observers: Observers<B>,
     config: TrainerConfig,
     run_config: serde_json::Value,
+    /// The step a resume left the state at (0 when it found no checkpoint), until the next fit
+    /// brings the metrics file back to it.
+    resumed_at: Option<usize>,
 }
 
 /// What a fit runs to: its schedule, its last epoch and the step it started from.
@@ -74,7 +77,7 @@ impl<B: Backbone> Trainer<B> {
             extra: Vec::new(),
         };
         let stepper = Stepper::new(model, varmap, loss, optimizer, state, config.lr);
-        Ok(Self { stepper, observers, config, run_config })
+        Ok(Self { stepper, observers, config, run_config, resumed_at: None })
     }
 
     /// Writes checkpoints through `checkpointer`.
@@ -131,6 +134,13 @@ impl<B: Backbone> Trainer<B> {
         self.stepper.interrupt_flag()
     }
 
+    /// Stops on `flag` instead of a flag of its own: one a signal handler installed before the
+    /// trainer existed sets.
+    pub fn with_interrupt_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stepper.set_interrupt_flag(flag);
+        self
+    }
+
     /// The model.
     pub fn model(&self) -> &SimSiam<B> {
         &self.stepper.model
@@ -146,12 +156,38 @@ impl<B: Backbone> Trainer<B> {
         &self.stepper.state
     }
 
-    /// Loads the newest checkpoint of the checkpointer, if there is one; returns its state.
+    /// Loads the newest checkpoint of the checkpointer that verifies, if there is one; returns
+    /// its state. A damaged checkpoint ([`TrainError::CorruptCheckpoint`]: unreadable, checksum
+    /// mismatch, NaN or infinite values) is skipped with a warning naming it, for the next
+    /// older one; it is left on disk. Any other error (another model, another seed), or every
+    /// checkpoint damaged, is returned.
     pub fn resume_latest(&mut self) -> Result<Option<TrainState>> {
         let Some(dir) = self.observers.checkpoint.checkpointer() else { return Ok(None) };
-        match dir.latest()? {
-            Some(path) => self.resume_from(&path).map(Some),
-            None => Ok(None),
+        let list = dir.list()?;
+        Ok(self.resume_newest_of(&list)?.map(|(_, state)| state))
+    }
+
+    /// [`Self::resume_latest`] over `checkpoints` (oldest first, as [`Checkpointer::list`]
+    /// gives them), for a caller that has not attached the checkpointer yet; the path resumed
+    /// from and its state.
+    pub fn resume_newest_of(&mut self, checkpoints: &[PathBuf]) -> Result<Option<(PathBuf, TrainState)>> {
+        let mut first_damage = None;
+        for path in checkpoints.iter().rev() {
+            match self.resume_from(path) {
+                Ok(state) => return Ok(Some((path.clone(), state))),
+                Err(e @ TrainError::CorruptCheckpoint { .. }) => {
+                    tracing::warn!("skipping a damaged checkpoint for an older one: {e}");
+                    first_damage.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match first_damage {
+            Some(e) => Err(e),
+            None => {
+                self.resumed_at = Some(self.stepper.state.step); // nothing to resume: a fresh start
+                Ok(None)
+            }
         }
     }
 
@@ -170,6 +206,7 @@ impl<B: Backbone> Trainer<B> {
         }
         tracing::info!(path = %path.display(), epoch = state.epoch, step = state.step, "resumed");
         s.state = state.clone();
+        self.resumed_at = Some(state.step);
         Ok(state)
     }
 
@@ -187,7 +224,9 @@ impl<B: Backbone> Trainer<B> {
         let plan = Plan { schedule: self.schedule(per_epoch)?, until, start_step: self.stepper.state.step };
         self.stepper.state.config = self.run_config.clone(); // what checkpoints store
         let fit = FitContext { epochs: self.config.epochs, until, batches_per_epoch: per_epoch };
-        self.observers.each(|o| o.on_fit_start(&fit, &self.stepper.view()))?;
+        let view = self.stepper.view();
+        self.observers.metrics.rewind(self.resumed_at.take(), &view)?;
+        self.observers.each(|o| o.on_fit_start(&fit, &view))?;
         let (mut last_loss, mut knn_top1) = (f32::NAN, None);
         while self.stepper.state.epoch < until {
             let epoch = self.stepper.state.epoch;

@@ -8,6 +8,7 @@
 //!   run folder that [`run_folder`] keeps: nothing the user has there is overwritten.
 //! - [`outputs`]: no command writes its output over a file it reads or a file of another kind.
 //! - [`launch`]: `simsiam pretrain --gpus N`, one process per GPU over NCCL.
+//! - [`interrupt`]: SIGINT, SIGTERM and SIGHUP stop a run at a step with its checkpoint saved.
 //! - `figures` (the `figures` feature, on by default): training curves, nearest-neighbour
 //!   grids and embedding scatter plots as PNG.
 
@@ -16,6 +17,7 @@ mod error_line;
 pub mod evaluate;
 #[cfg(feature = "figures")]
 pub mod figures;
+pub mod interrupt;
 pub mod launch;
 pub mod outputs;
 pub mod pretrain;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use simsiam::config::{DatasetKind, RunConfig};
+use simsiam::interrupt::Interrupted;
 use simsiam::{evaluate, launch, pretrain, run};
 use simsiam_models::kernels::{KernelOptions, keep_freed_memory, set_kernel_options};
 
@@ -336,9 +337,16 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match install_kernel_options().and_then(|()| run(Cli::parse())) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", simsiam::error_line(&e));
-            ExitCode::FAILURE
-        }
+        // Stopped by a signal, the checkpoint saved: 128 plus the signal, as a shell reports it.
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                ExitCode::from(stopped.signal.exit_code())
+            }
+            None => {
+                eprintln!("error: {}", simsiam::error_line(&e));
+                ExitCode::FAILURE
+            }
+        },
     }
 }

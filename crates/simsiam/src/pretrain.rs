@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
 use candle::Device;
@@ -15,6 +14,7 @@ use simsiam_train::{
 };
 
 use crate::config::RunConfig;
+use crate::interrupt::{Interrupt, Interrupted, Signal};
 use crate::launch::Rank;
 use crate::run::{OutputPaths, build_model_with_batch_stats, eval_loader, open_datasets, train_loader};
 use crate::run_folder::{RunStart, check_resume, check_run_folder, latest_checkpoint, write_config};
@@ -27,8 +27,14 @@ use crate::run_folder::{RunStart, check_resume, check_run_folder, latest_checkpo
 /// run leaves its folder as it was. Inside a group started by `simsiam pretrain --gpus N`
 /// ([`crate::launch`], which checks the folder before it starts the ranks) it trains as one
 /// rank on `cuda:RANK`; only rank 0 writes files.
+///
+/// SIGINT, SIGTERM and SIGHUP ([`crate::interrupt`]) stop training after the step in progress
+/// with its checkpoint saved: the error is then an [`Interrupted`] naming the signal. A resume
+/// skips damaged checkpoints for the newest that verifies, and brings `metrics.jsonl` back to
+/// it.
 pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
     run.validate()?;
+    let interrupt = Interrupt::install()?;
     let rank = Rank::from_env()?;
     let primary = rank.as_ref().is_none_or(|r| r.rank == 0);
     let device = rank.as_ref().map_or(run.train.device, Rank::device).open()?;
@@ -63,9 +69,13 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
         trainer = trainer.with_knn_monitor(knn_monitor(bank, queries, classes, knn));
     }
     match &start {
-        RunStart::Resume(path) => {
-            let state = trainer.resume_from(path)?;
-            check_resume(run, path, &state, loader.batches_per_epoch())?;
+        RunStart::Resume(_) => {
+            // The newest checkpoint that verifies; damaged newer ones are named and skipped.
+            let list = Checkpointer::new(&out.checkpoints, 1)?.list()?;
+            let Some((path, state)) = trainer.resume_newest_of(&list)? else {
+                bail!("{}: no checkpoint to resume from", out.checkpoints.display())
+            };
+            check_resume(run, &path, &state, loader.batches_per_epoch())?;
             if state.epoch >= t.epochs {
                 if primary {
                     eprintln!(
@@ -89,7 +99,9 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
 
     // Every check has passed: from here on the run writes its folder.
     std::fs::create_dir_all(&out.dir).with_context(|| format!("cannot create {}", out.dir.display()))?;
-    trainer = trainer.with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?);
+    trainer = trainer
+        .with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?)
+        .with_interrupt_flag(interrupt.flag());
     if primary {
         write_config(&out, run)?;
         trainer = trainer.with_metrics(MetricsLog::append(&out.metrics)?);
@@ -100,10 +112,6 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
     if !std::io::stderr().is_terminal() {
         trainer = trainer.with_observer(PlainProgress);
     }
-    let flag = trainer.interrupt_flag();
-    // Only the first handler of a process can be set; a second run in-process keeps it.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-
     let batches = loader.batches_per_epoch();
     // Each rank keeps its rows of every global batch (seed-derived, the same on every rank).
     let source: Box<dyn TwoViewBatches> = match &rank {
@@ -119,13 +127,17 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
         run.lr(),
         out.dir.display()
     );
+    if let Some(signal) = interrupt.signal() {
+        let state = trainer.state();
+        return Err(Interrupted { signal, epoch: state.epoch, step: state.step, saved: false }.into());
+    }
     let summary = match trainer.fit(source.as_ref())? {
         TrainOutcome::Finished(summary) => summary,
-        TrainOutcome::Interrupted(at) => bail!(
-            "interrupted at epoch {}, step {}; the checkpoint is saved: rerun with --resume",
-            at.epochs,
-            at.steps
-        ),
+        // Data-parallel, a rank stops when another got the signal (Ctrl-C reaches them all).
+        TrainOutcome::Interrupted(at) => {
+            let signal = interrupt.signal().unwrap_or(Signal::INTERRUPT);
+            return Err(Interrupted { signal, epoch: at.epochs, step: at.steps, saved: true }.into());
+        }
     };
     if !primary {
         return Ok(Some(summary));

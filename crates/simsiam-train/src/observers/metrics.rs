@@ -1,5 +1,6 @@
 //! The metrics log as an observer: every logged step and every epoch as a `tracing` event
-//! and, on the primary worker, as a line of the JSON-lines file.
+//! and, on the primary worker, as a line of the JSON-lines file, which the trainer brings
+//! back to the checkpoint it resumed from before a fit.
 
 use simsiam_models::Backbone;
 
@@ -17,6 +18,28 @@ impl MetricsObserver {
     /// Events to `tracing` and, when given, to `log`.
     pub fn new(log: Option<MetricsLog>) -> Self {
         Self { log }
+    }
+
+    /// Before a fit: after a resume to `resumed_at` (0 when it found no checkpoint), drops the
+    /// events the file holds past that step, which the fit writes again; in any case drops
+    /// lines a kill tore, so that the next line starts whole. Primary worker only.
+    pub(crate) fn rewind<B: Backbone>(
+        &mut self,
+        resumed_at: Option<usize>,
+        run: &TrainView<'_, B>,
+    ) -> Result<()> {
+        let Some(log) = self.log.as_mut().filter(|_| run.is_primary()) else { return Ok(()) };
+        let rewound = log.rewind(resumed_at)?;
+        if !rewound.is_empty() {
+            tracing::warn!(
+                path = %log.path().display(),
+                step = resumed_at,
+                later_events = rewound.later_events,
+                torn_lines = rewound.torn_lines,
+                "metrics brought back to the checkpoint: events past it and torn lines dropped"
+            );
+        }
+        Ok(())
     }
 
     fn write<B: Backbone>(&mut self, event: &MetricEvent, run: &TrainView<'_, B>) -> Result<()> {

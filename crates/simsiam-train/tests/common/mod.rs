@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
+
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rand::{RngExt, SeedableRng};
@@ -11,7 +13,8 @@ use simsiam_models::{
     PredictionHeadConfig, ProjectionHeadConfig, ResNet, ResNetConfig, SimSiam, Stem, seeded_var_builder,
 };
 use simsiam_train::{
-    EpochBatches, Result, ScheduleStep, TrainOutcome, TrainSummary, Trainer, TrainerConfig, TwoViewBatches,
+    EpochBatches, Result, ScheduleStep, TrainError, TrainOutcome, TrainSummary, Trainer, TrainerConfig,
+    TwoViewBatches,
 };
 
 /// Two views per batch, each a fixed function of (epoch, batch index).
@@ -105,4 +108,15 @@ pub fn weights(varmap: &VarMap) -> Result<Vec<(String, Vec<f32>)>> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// Each line's event, epoch and step; every line must be a whole JSON record.
+pub fn event_keys(path: &Path) -> Result<Vec<(String, u64, u64)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    assert!(text.ends_with('\n'), "{text}");
+    let key = |line: &str| -> Option<(String, u64, u64)> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        Some((v["event"].as_str()?.to_owned(), v["epoch"].as_u64()?, v["step"].as_u64()?))
+    };
+    Ok(text.lines().map(|l| key(l).unwrap_or_else(|| panic!("not a whole record: {l}"))).collect())
 }

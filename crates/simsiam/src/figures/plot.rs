@@ -61,16 +61,24 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Parses JSON lines; blank lines and events other than `step` and `epoch` are skipped.
+    /// Parses JSON lines; blank lines and events other than `step` and `epoch` are skipped, and
+    /// so, with a warning, is a last line cut short (no newline, not JSON: the run was killed
+    /// while writing it).
     ///
     /// # Errors
     /// A line that is not a JSON object with an `event`, or a `step`/`epoch` record without its
     /// numbers, names its (1-based) line number; no record at all is an error too.
     pub fn parse(text: &str) -> Result<Self> {
         let mut metrics = Self::default();
+        let torn_tail = !text.ends_with('\n');
+        let last = text.lines().count();
         for (i, line) in text.lines().enumerate() {
             let line_no = i + 1;
             if line.trim().is_empty() {
+                continue;
+            }
+            if torn_tail && line_no == last && serde_json::from_str::<serde_json::Value>(line).is_err() {
+                tracing::warn!("line {line_no} is cut short (the run was killed while writing it): skipped");
                 continue;
             }
             let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
@@ -355,6 +363,18 @@ mod tests {
         assert_eq!((m.steps[1].loss, m.steps[1].lr), (None, Some(0.05)));
         assert_eq!(m.epochs.len(), 1);
         assert_eq!((m.epochs[0].loss, m.epochs[0].knn_top1), (Some(-0.7), None));
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_a_whole_bad_one_is_not() -> Result<()> {
+        let step = r#"{"event":"step","epoch":0,"step":5,"loss":-0.5,"lr":0.06,"collapse":0.2}"#;
+        let m = Metrics::parse(&format!("{step}\n{{\"event\":\"step\",\"epoch\":0,\"st"))?;
+        assert_eq!(m.steps.len(), 1);
+        assert_eq!(m.steps[0].step, 5);
+        let message =
+            format!("{:#}", Metrics::parse(&format!("{step}\n{{\"event\":\"st\n")).expect_err("whole line"));
+        assert!(message.contains("line 2, column"), "{message}");
         Ok(())
     }
 
