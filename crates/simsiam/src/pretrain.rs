@@ -92,6 +92,10 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
             eprintln!("resuming at epoch {}, step {}", state.epoch, state.step);
         }
         RunStart::Fresh if resume => {
+            // Nothing to resume: the metrics of an attempt stopped before its first
+            // checkpoint are brought back to step 0.
+            let none = trainer.resume_newest_of(&[])?;
+            debug_assert!(none.is_none());
             eprintln!("no checkpoint in {}: starting a new run", out.checkpoints.display())
         }
         RunStart::Fresh => {}

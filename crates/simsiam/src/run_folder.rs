@@ -3,7 +3,9 @@
 //!
 //! - A new run (no `--resume`, or `--resume` with no checkpoint) starts only in a folder that
 //!   does not exist or is empty: anything there (a finished run's weights, a hand-written
-//!   config, a note) is the user's, and is named in the refusal.
+//!   config, a note) is the user's, and is named in the refusal. The one exception: `--resume`
+//!   in a folder holding only what a run writes before its first checkpoint (config,
+//!   metrics, an empty `checkpoints/`) starts that run again.
 //! - A resumed run continues only from a checkpoint written with the same dataset, sample
 //!   limit, batch size and seed; that is checked before anything is written.
 //! - Every check (config, data, checkpoint) runs before the first byte is written; on resume
@@ -47,6 +49,12 @@ pub fn check_run_folder(out: &OutputPaths, resume: bool) -> Result<RunStart> {
     if held.is_empty() {
         return Ok(RunStart::Fresh);
     }
+    // `--resume` in a run stopped before its first checkpoint (a second signal, a kill): only
+    // the files the run itself writes are there, so it starts again (the earlier config is
+    // kept if it differs, and the metrics are brought back to step 0).
+    if resume && latest.is_none() && held.iter().all(|name| written_before_a_checkpoint(name)) {
+        return Ok(RunStart::Fresh);
+    }
     let names = name_list(&held);
     if latest.is_some() {
         bail!(
@@ -69,6 +77,13 @@ pub fn latest_checkpoint(out: &OutputPaths) -> Result<Option<PathBuf>> {
         return Ok(None);
     }
     Ok(Checkpointer::new(&out.checkpoints, 1)?.latest()?)
+}
+
+/// Whether `name` (as [`entries`] lists it) is a file a run writes before its first
+/// checkpoint: its config, metrics, TensorBoard events, or the (empty) checkpoint folder.
+fn written_before_a_checkpoint(name: &str) -> bool {
+    matches!(name, "checkpoints/" | "config.toml" | "metrics.jsonl")
+        || name.starts_with("events.out.tfevents.")
 }
 
 /// The names in `dir` (sorted), without the launcher's files; none when it does not exist.
@@ -159,6 +174,20 @@ pub fn write_config(out: &OutputPaths, run: &RunConfig) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resume_starts_again_a_run_stopped_before_its_first_checkpoint() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let out = OutputPaths::new(&tmp.path().join("run"));
+        std::fs::create_dir_all(&out.checkpoints)?;
+        std::fs::write(&out.config, "[train]\n")?;
+        std::fs::write(&out.metrics, "{\"event\":\"step\"}\n")?;
+        assert_eq!(check_run_folder(&out, true)?, RunStart::Fresh);
+        assert!(check_run_folder(&out, false).is_err(), "without --resume the folder is not empty");
+        std::fs::write(out.dir.join("model.safetensors"), b"weights")?;
+        assert!(check_run_folder(&out, true).is_err(), "final weights are not an unfinished run's");
+        Ok(())
+    }
 
     #[test]
     fn a_new_run_needs_an_empty_folder() -> Result<()> {
