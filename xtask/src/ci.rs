@@ -18,13 +18,15 @@ pub fn run(args: &[String]) -> Result<()> {
     // convolution that fits on the Winograd path, which the default takes on wide maps only
     // (the fixtures' maps are narrow), and every unit test and golden step with the kernels
     // held to their portable level (no AVX2 code), so each level this machine has is tested.
-    let steps: [Step; 5] = [
+    // The last step fuzzes every parser that reads a user's file for 3 s each (docs/reliability.md).
+    let steps: [Step; 6] = [
         (&["fmt", "--all", "--check"], &[]),
         (&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
         (&["test", "--workspace"], &[]),
         // `--workspace`, so the features resolve as in the step before and nothing rebuilds.
         (&["test", "--workspace", "--test", "golden_step"], &[("SIMSIAM_WINOGRAD", "1")]),
         (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "portable")]),
+        (&["xtask", "fuzz", "--seconds", "3"], &[]),
     ];
     for (step, envs) in steps {
         let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();

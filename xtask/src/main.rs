@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod fuzz;
 mod gpu_check;
 mod pretrain_cifar;
 
@@ -14,7 +15,7 @@ usage: cargo xtask <task>
 
 tasks:
   ci                 what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace,
-                     the golden steps again on the Winograd path
+                     the golden steps again on the Winograd path, `fuzz --seconds 3`
   download-cifar     fetch and verify CIFAR-10 into data/cifar10 [--from PATH|URL] [--data DIR]
   pretrain-cifar     download when missing, pretrain with SimSiam, report kNN accuracy
                      [--from PATH|URL] [--data DIR] [--preset NAME] [--set section.key=value]...
@@ -26,13 +27,16 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("download-cifar") => pretrain_cifar::download(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("pretrain-cifar") => pretrain_cifar::pretrain(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}{}{}", gpu_check::USAGE, bench::USAGE);
+            print!("{USAGE}{}{}{}", fuzz::USAGE, gpu_check::USAGE, bench::USAGE);
             Ok(())
         }
-        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}{}", gpu_check::USAGE, bench::USAGE),
+        Some(other) => {
+            bail!("unknown task `{other}`\n\n{USAGE}{}{}{}", fuzz::USAGE, gpu_check::USAGE, bench::USAGE)
+        }
     }
 }
 
