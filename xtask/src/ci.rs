@@ -1,10 +1,8 @@
 //! `cargo xtask ci`: formatting, lints and the whole test suite, as CI runs them.
 
-use std::process::Command;
-
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, project_root};
+use crate::{cargo_command, project_root};
 
 /// One check: `cargo` arguments and environment variables.
 type Step = (&'static [&'static str], &'static [(&'static str, &'static str)]);
@@ -31,7 +29,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for (step, envs) in steps {
         let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         eprintln!("$ {}cargo {}", shown.concat(), step.join(" "));
-        let status = Command::new(cargo())
+        let status = cargo_command()
             .args(step)
             .envs(envs.iter().copied())
             .current_dir(project_root())

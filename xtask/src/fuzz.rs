@@ -4,11 +4,9 @@
 //! builds them with the workspace's features (the build `cargo test --workspace` already made,
 //! nothing of candle rebuilt) and this binary stays small.
 
-use std::process::Command;
-
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, project_root};
+use crate::{cargo_command, project_root};
 
 pub const USAGE: &str = "\
   fuzz               every parser and loader that reads a user's file, mutated inputs from
@@ -36,7 +34,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let mode = if args.iter().any(|a| a == "--write-corpus") { None } else { Some("--fuzz") };
-    let status = Command::new(cargo())
+    let status = cargo_command()
         .args(["test", "--workspace", "--test", "fuzz", "--"])
         .args(mode)
         .args(args)

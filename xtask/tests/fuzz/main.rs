@@ -172,11 +172,24 @@ fn write_corpus() -> Result<(), String> {
     Ok(())
 }
 
+/// A target that panics on inputs holding `boom`, to check that the loop catches panics.
+fn boom(_: &std::path::Path, data: &[u8]) -> Outcome {
+    assert!(!data.windows(4).any(|w| w == b"boom"), "boom");
+    Outcome::Accepted
+}
+
 fn replay() -> Result<(), String> {
     mutate::check_determinism();
     engine::quiet_panics();
     let scratch = engine::scratch().map_err(|e| format!("a scratch folder: {e}"))?;
     let mut failures = Vec::new();
+    let bomb = Target { name: "boom", seeds: Vec::new, run: boom, tokens: &[] };
+    let caught = engine::run_once(&bomb, scratch.path(), b"a boom!");
+    if !matches!(&caught, Err(m) if m.contains("boom"))
+        || engine::run_once(&bomb, scratch.path(), b"ok").is_err()
+    {
+        failures.push(format!("a panicking target was not caught as such: {caught:?}"));
+    }
     let mut count = 0;
     for target in targets::all() {
         let seeds = (target.seeds)();
