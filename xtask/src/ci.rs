@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, project_root};
+use crate::{cargo_command, project_root};
 
 /// One check: `cargo` arguments and environment variables.
 type Step = (&'static [&'static str], &'static [(&'static str, &'static str)]);
@@ -18,8 +18,9 @@ pub fn run(args: &[String]) -> Result<()> {
     // convolution that fits on the Winograd path, which the default takes on wide maps only
     // (the fixtures' maps are narrow), and every unit test and golden step with the kernels
     // held to each lower level (`avx2`, then `portable`: no vector code of ours), so each
-    // level this machine has is tested (a level above the CPU's runs as the CPU's).
-    let steps: [Step; 6] = [
+    // level this machine has is tested (a level above the CPU's runs as the CPU's). The last
+    // step fuzzes every parser that reads a user's file for 3 s each (docs/reliability.md).
+    let steps: [Step; 7] = [
         (&["fmt", "--all", "--check"], &[]),
         (&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
         (&["test", "--workspace"], &[]),
@@ -27,6 +28,7 @@ pub fn run(args: &[String]) -> Result<()> {
         (&["test", "--workspace", "--test", "golden_step"], &[("SIMSIAM_WINOGRAD", "1")]),
         (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "avx2")]),
         (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "portable")]),
+        (&["xtask", "fuzz", "--seconds", "3"], &[]),
     ];
     let aarch64 = aarch64_installed();
     let cross: [Step; 1] = [(
@@ -53,7 +55,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for &(step, envs) in steps.iter().chain(cross) {
         let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         eprintln!("$ {}cargo {}", shown.concat(), step.join(" "));
-        let status = Command::new(cargo())
+        let status = cargo_command()
             .args(step)
             .envs(envs.iter().copied())
             .current_dir(project_root())

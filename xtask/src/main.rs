@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod fuzz;
 mod gpu_check;
 mod pretrain_cifar;
 
@@ -14,7 +15,7 @@ usage: cargo xtask <task>
 
 tasks:
   ci                 what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace,
-                     the golden steps again on the Winograd path
+                     the golden steps again on the Winograd path, `fuzz --seconds 3`
   download-cifar     fetch and verify CIFAR-10 into data/cifar10 [--from PATH|URL] [--data DIR]
   pretrain-cifar     download when missing, pretrain with SimSiam, report kNN accuracy
                      [--from PATH|URL] [--data DIR] [--preset NAME] [--set section.key=value]...
@@ -26,13 +27,16 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("download-cifar") => pretrain_cifar::download(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("pretrain-cifar") => pretrain_cifar::pretrain(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}{}{}", gpu_check::USAGE, bench::USAGE);
+            print!("{USAGE}{}{}{}", fuzz::USAGE, gpu_check::USAGE, bench::USAGE);
             Ok(())
         }
-        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}{}{}", gpu_check::USAGE, bench::USAGE),
+        Some(other) => {
+            bail!("unknown task `{other}`\n\n{USAGE}{}{}{}", fuzz::USAGE, gpu_check::USAGE, bench::USAGE)
+        }
     }
 }
 
@@ -47,4 +51,28 @@ pub fn project_root() -> PathBuf {
 /// The `cargo` that runs us, so toolchain overrides carry through.
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// A `cargo` command without the variables `cargo run` set for this package
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...): build scripts that read them (ring's) would
+/// see `xtask`'s values, rerun, and rebuild everything above them.
+pub fn cargo_command() -> std::process::Command {
+    let mut command = std::process::Command::new(cargo());
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo_run = key.starts_with("CARGO_PKG_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_cargo_run {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command
 }

@@ -167,11 +167,23 @@ pub fn publish_id(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move the NCCL id to {}", path.display()))
 }
 
+/// The length of an NCCL unique id, the whole content of the id file.
+pub const NCCL_ID_BYTES: usize = 128;
+
 /// The other ranks: waits up to `timeout` for rank 0's id.
+///
+/// # Errors
+/// No file after `timeout`, or a file that is not [`NCCL_ID_BYTES`] long (written by something
+/// else), naming the file.
 pub fn read_id(path: &Path, timeout: Duration) -> Result<Vec<u8>> {
     let start = Instant::now();
     loop {
         match std::fs::read(path) {
+            Ok(bytes) if bytes.len() != NCCL_ID_BYTES => bail!(
+                "{} holds {} bytes, not a {NCCL_ID_BYTES}-byte NCCL id from rank 0",
+                path.display(),
+                bytes.len()
+            ),
             Ok(bytes) => return Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && start.elapsed() < timeout => {
                 std::thread::sleep(Duration::from_millis(100));
@@ -233,6 +245,19 @@ mod tests {
         publish_id(&path, &[7u8; 128])?;
         let got = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
         assert_eq!(got, vec![7u8; 128]);
+        Ok(())
+    }
+
+    #[test]
+    fn an_id_file_of_another_length_is_refused_naming_it() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("nccl-id");
+        for len in [0, 127, 129] {
+            std::fs::write(&path, vec![1u8; len])?;
+            let error = format!("{:#}", read_id(&path, Duration::ZERO).err().context("accepted")?);
+            assert!(error.contains(&path.display().to_string()), "{error}");
+            assert!(error.contains(&format!("holds {len} bytes")), "{error}");
+        }
         Ok(())
     }
 }
