@@ -76,7 +76,7 @@ pub use normalize::{Normalization, Normalize};
 pub use resize::{resized_crop, resized_crop_chw};
 pub use rgb_view::RgbView;
 pub use rng::{ChaCha8Rng, sample_rng, view_rng};
-pub use rotate::{RandomRotate90, rot90, rot90_in_place};
+pub use rotate::{RandomRotate90, RandomRotation, rot90, rot90_in_place, rotate};
 pub use simsiam::{SimSiamConfig, SimSiamTransform};
 pub use solarize::{RandomSolarization, solarize};
 pub use view::ViewTransform;

@@ -36,7 +36,7 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
             out.checkpoints.display()
         );
     }
-    let data = open_datasets(&run.data)?;
+    let data = open_datasets(&run.data, run.train.seed)?;
     let loader = train_loader(run, data.train.clone(), &device)?;
     if loader.batches_per_epoch() == 0 {
         bail!(

@@ -206,7 +206,9 @@ fn config_prints_each_preset_as_before_and_it_reads_back_equal() {
     }
     let line = error_line(&simsiam(&["config", "--preset", "huge"]));
     assert!(
-        line.contains("unknown preset `huge`: use lightly-example, cifar10-paper or satellite"),
+        line.contains(
+            "unknown preset `huge`: use lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper or imagenet-paper"
+        ),
         "{line}"
     );
 }
