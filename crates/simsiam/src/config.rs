@@ -338,7 +338,10 @@ mod tests {
             ("augment.normalize=none", "unknown normalisation `none`: use cifar10 or imagenet"),
             ("train.precision=f16", "unknown precision `f16`: use auto, f32 or bf16"),
             ("train.device=cuda:x", "unknown device `cuda:x`: use cpu, cuda, cuda:N or metal"),
-            ("train.schedule=step", "unknown variant `step`, expected `iteration` or `epoch`"),
+            (
+                "train.schedule=step",
+                "unknown variant `step`, expected one of `iteration`, `epoch`, `constant`",
+            ),
         ] {
             let e = format!(
                 "{:#}",

@@ -201,6 +201,13 @@ fn config_prints_each_preset_as_before_and_it_reads_back_equal() {
         // The text `simsiam config` printed before the config had typed choices.
         let golden = format!("{}/tests/presets/{preset}.toml", env!("CARGO_MANIFEST_DIR"));
         assert_eq!(text, std::fs::read_to_string(&golden).expect("golden preset"), "{preset}");
+        // docs/presets.md shows the same text (scripts/presets-doc.sh writes both).
+        let docs = format!("{}/../../docs/presets.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(docs).expect("docs/presets.md");
+        assert!(
+            docs.contains(&format!("--preset {preset} -->\n```toml\n{text}```")),
+            "docs/presets.md: {preset}"
+        );
         let back: RunConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{preset}: {e}"));
         assert_eq!(back, RunConfig::from_preset(preset), "{preset}");
     }

@@ -265,7 +265,10 @@ mod tests {
         assert!((trainer.lr - run.lr()).abs() < 1e-15);
         assert_eq!(run.knn_config().k, 7);
         let resnet = run.model.resnet(Precision::Bf16);
-        assert_eq!(resnet, ResNetConfig::resnet50(Stem::Cifar).with_precision(Precision::Bf16));
+        assert_eq!(
+            resnet,
+            ResNetConfig::resnet50(Stem::Cifar).with_zero_init_residual(true).with_precision(Precision::Bf16)
+        );
         assert_eq!(run.model.projection_head(resnet.feature_dim(), Precision::F32).input_dim, 2048);
         assert_eq!(run.loader_config().batch_size, 512);
         assert_eq!(run.eval_transform().resize, None);
@@ -303,6 +306,23 @@ mod tests {
                 .build()
                 .is_err()
         );
+        Ok(())
+    }
+
+    #[test]
+    fn files_written_before_the_jitter_rotation_and_evaluation_keys_read_as_lightlys_defaults() -> Result<()>
+    {
+        let base = RunConfig::preset("satellite")?;
+        let mut text = base.to_toml()?;
+        for key in ["cj_bright", "cj_contrast", "cj_sat", "cj_hue", "rr_degrees", "eval_resize"] {
+            let line = text.lines().find(|l| l.starts_with(&format!("{key} = "))).expect(key).to_owned();
+            text = text.replace(&format!("{line}\n"), "");
+        }
+        let old: RunConfig = toml::from_str(&text)?;
+        let a = &old.augment;
+        assert_eq!((a.cj_bright, a.cj_contrast, a.cj_sat, a.cj_hue), (0.4, 0.4, 0.4, 0.1));
+        assert_eq!((a.rr_degrees.is_empty(), a.eval_resize), (true, EvalResizeKind::CenterCrop));
+        assert_eq!(RunConfig { augment: base.augment.clone(), ..old }, base);
         Ok(())
     }
 
