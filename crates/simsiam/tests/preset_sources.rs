@@ -18,6 +18,11 @@ fn check(preset: Preset, want: &RunConfig, library: SimSiamConfig) {
     assert_eq!(&got, want, "{preset}");
     assert_eq!(got.augment.simsiam().expect("valid"), library, "{preset}: the library's constructor");
     library.build().expect("the preset's augmentation builds");
+    // The knobs the config file leaves out, the same in all five sources: blur sigma in
+    // [0.1, 2] with the kernel from sigma (simsiam_transform.py lines 88-89, simclr_transform.py
+    // lines 49-50, facebookresearch/simsiam simsiam/loader.py line 26) and two views
+    // (simsiam_transform.py line 115; simsiam/loader.py's TwoCropsTransform).
+    assert_eq!((library.sigmas, library.kernel_size, library.num_views), ((0.1, 2.0), None, 2), "{preset}");
 }
 
 #[test]
