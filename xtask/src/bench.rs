@@ -21,11 +21,12 @@ use report::Header;
 pub use cmd::{Cmd, quote};
 pub use python::{Python, find_python};
 
-use crate::{cargo, project_root};
+use crate::{cargo, project_root, take_features};
 
 pub const USAGE: &str = "\
 \x20 bench              ours beside PyTorch/Lightly; writes target/bench/<kind>-<time>.{json,md}
                      [step|augment|loader|all] [--python PATH] [--wait-idle MINUTES]
+                     [--features LIST: cargo features of our examples' build, e.g. cuda,cudnn]
                      step:    [--models imagenet-r18,cifar-r18] [--batch 64,256] [--rounds 2]
                               [--steps N] [--threads N] [--stock]
                      augment: [--seconds S]
@@ -67,6 +68,8 @@ struct Options {
     step: step::Options,
     seconds: Option<f64>,
     loader: loader::Options,
+    /// Cargo features of the examples' build (`cuda,cudnn`).
+    features: Option<String>,
     /// The flags as given, for the command line printed above each table.
     flags: Vec<String>,
 }
@@ -85,6 +88,8 @@ fn parse_one<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T> {
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
+        let (features, args) = take_features(args)?;
+        let args = &args[..];
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let mut o = Options {
             kinds: vec![Kind::Step, Kind::Augment, Kind::Loader],
@@ -94,6 +99,7 @@ impl Options {
             step: step::Options::default(),
             seconds: None,
             loader: loader::Options::default(),
+            features,
             flags: Vec::new(),
         };
         let mut it = args.iter();
@@ -108,6 +114,9 @@ impl Options {
             it.next();
         }
         o.flags = it.clone().cloned().collect();
+        if let Some(features) = &o.features {
+            o.flags.extend(["--features".to_owned(), features.clone()]);
+        }
         while let Some(flag) = it.next() {
             if flag == "--stock" {
                 o.step.stock = true;
@@ -219,13 +228,16 @@ fn wait_idle(minutes: f64) {
     }
 }
 
-fn build(kinds: &[Kind]) -> Result<()> {
+fn build(kinds: &[Kind], features: Option<&str>) -> Result<()> {
     for kind in kinds {
         let (package, example) = kind.example();
-        let args = ["build", "--release", "-p", package, "--example", example];
+        let mut args = vec!["build", "--release", "-p", package, "--example", example];
+        if let Some(features) = features {
+            args.extend(["--features", features]);
+        }
         eprintln!("$ cargo {}", args.join(" "));
         let status = Command::new(cargo())
-            .args(args)
+            .args(&args)
             .current_dir(project_root())
             .status()
             .context("could not start cargo")?;
@@ -266,7 +278,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Ok(p) => eprintln!("python: {}", p.describe()),
         Err(why) => eprintln!("no Python with torch, running ours alone: {why}"),
     }
-    build(&options.kinds)?;
+    build(&options.kinds, options.features.as_deref())?;
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("could not create {}", out_dir.display()))?;
     for &kind in &options.kinds {
@@ -369,6 +381,10 @@ mod tests {
         assert_eq!(o.flags, args("--batch 64 --rounds 1 --models imagenet-r18 --python /x --stock"));
         let o = Options::parse(&args("loader --workers 1,2,4 --batches 10 --data d")).expect("valid");
         assert_eq!((o.loader.workers.as_slice(), o.loader.batches), (&[1, 2, 4][..], 10));
+        assert_eq!(o.features, None);
+        let o = Options::parse(&args("step --features cuda,cudnn --batch 64")).expect("valid");
+        assert_eq!((o.features.as_deref(), o.step.batches.as_slice()), (Some("cuda,cudnn"), &[64][..]));
+        assert_eq!(o.flags, args("--batch 64 --features cuda,cudnn"));
     }
 
     #[test]

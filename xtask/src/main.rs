@@ -18,7 +18,8 @@ tasks:
                      the golden steps again on the Winograd path, `fuzz --seconds 3`
   download-cifar     fetch and verify CIFAR-10 into data/cifar10 [--from PATH|URL] [--data DIR]
   pretrain-cifar     download when missing, pretrain with SimSiam, report kNN accuracy
-                     [--from PATH|URL] [--data DIR] [--preset NAME] [--set section.key=value]...
+                     [--from PATH|URL] [--data DIR] [--features cuda,cudnn] [--preset NAME]
+                     [--set section.key=value]... [--help: the build, then `simsiam pretrain --help`]
 ";
 
 fn main() -> Result<()> {
@@ -48,6 +49,28 @@ pub fn project_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Takes every `--features LIST` (or `--features=LIST`) out of `args`: the features, comma
+/// separated, and the other arguments in order.
+pub fn take_features(args: &[String]) -> Result<(Option<String>, Vec<String>)> {
+    let mut features = Vec::new();
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--features" || arg == "-F" {
+            match it.next() {
+                Some(list) if !list.starts_with('-') => features.push(list.clone()),
+                _ => bail!("{arg} needs a list of features, e.g. --features cuda,cudnn"),
+            }
+        } else if let Some(list) = arg.strip_prefix("--features=") {
+            features.push(list.to_owned());
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    let list = features.join(",");
+    Ok(((!list.is_empty()).then_some(list), rest))
+}
+
 /// The `cargo` that runs us, so toolchain overrides carry through.
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
@@ -75,4 +98,26 @@ pub fn cargo_command() -> std::process::Command {
         }
     }
     command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn features_are_taken_out_of_the_arguments() -> Result<()> {
+        let (f, rest) = take_features(&args("--features cuda,cudnn --set train.device=cuda"))?;
+        assert_eq!((f.as_deref(), rest), (Some("cuda,cudnn"), args("--set train.device=cuda")));
+        let (f, rest) = take_features(&args("step --features=cuda -F mkl --batch 64"))?;
+        assert_eq!((f.as_deref(), rest), (Some("cuda,mkl"), args("step --batch 64")));
+        let (f, rest) = take_features(&args("--preset satellite"))?;
+        assert_eq!((f, rest), (None, args("--preset satellite")));
+        assert!(take_features(&args("--features")).is_err());
+        assert!(take_features(&args("--features --help")).is_err());
+        Ok(())
+    }
 }

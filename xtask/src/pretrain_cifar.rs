@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, project_root};
+use crate::{cargo, project_root, take_features};
 
 /// Where the tasks keep CIFAR-10 unless told otherwise.
 fn default_data_dir() -> PathBuf {
@@ -16,12 +16,16 @@ fn default_data_dir() -> PathBuf {
 struct Options {
     from: Option<String>,
     data: PathBuf,
+    /// Cargo features of the `simsiam` build (`cuda,cudnn`).
+    features: Option<String>,
     rest: Vec<String>,
 }
 
-/// Splits `--from SRC` and `--data DIR` from the arguments passed on to `simsiam`.
+/// Splits `--from SRC`, `--data DIR` and `--features LIST` from the arguments passed on to
+/// `simsiam`.
 fn parse(args: &[String]) -> Result<Options> {
-    let mut options = Options { from: None, data: default_data_dir(), rest: Vec::new() };
+    let (features, args) = take_features(args)?;
+    let mut options = Options { from: None, data: default_data_dir(), features, rest: Vec::new() };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -33,11 +37,19 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(options)
 }
 
-fn simsiam(args: &[String]) -> Result<()> {
+/// `cargo run -p simsiam [--features F] -- args`, cargo's build progress shown: a first build
+/// takes minutes.
+fn simsiam(features: Option<&str>, args: &[String]) -> Result<()> {
+    // The dev profile optimises candle and our kernels (see the workspace Cargo.toml), so a
+    // run needs no second, release build of candle.
+    let mut run = vec!["run", "--package", "simsiam"];
+    if let Some(features) = features {
+        run.extend(["--features", features]);
+    }
+    eprintln!("$ cargo {} -- {}", run.join(" "), args.join(" "));
     let status = Command::new(cargo())
-        // The dev profile optimises candle and our kernels (see the workspace Cargo.toml), so a
-        // run needs no second, release build of candle.
-        .args(["run", "--quiet", "--package", "simsiam", "--"])
+        .args(run)
+        .arg("--")
         .args(args)
         .current_dir(project_root())
         .status()
@@ -64,17 +76,23 @@ fn fetch(options: &Options) -> Result<()> {
     if let Some(from) = &options.from {
         cmd.extend(["--from".into(), from.clone()]);
     }
-    simsiam(&cmd)
+    simsiam(options.features.as_deref(), &cmd)
 }
 
-/// `cargo xtask pretrain-cifar [--from PATH|URL] [--data DIR] [simsiam pretrain flags]`:
-/// downloads CIFAR-10 when missing, then pretrains. With no flags it picks the preset that
-/// suits a CPU (Lightly's example); any `--preset`, `--config` or `--set` is passed on.
+/// `cargo xtask pretrain-cifar [--from PATH|URL] [--data DIR] [--features LIST] [simsiam
+/// pretrain flags]`: downloads CIFAR-10 when missing, then pretrains, with `simsiam` built with
+/// the features (`cuda,cudnn` for `--set train.device=cuda`). With no flags it picks the preset
+/// that suits a CPU (Lightly's example); any `--preset`, `--config` or `--set` is passed on.
+/// With `--help` it builds and prints `simsiam pretrain --help`, downloading nothing.
 pub fn pretrain(args: &[String]) -> Result<()> {
     let options = parse(args)?;
+    let features = options.features.as_deref();
+    if options.rest.iter().any(|a| a == "--help" || a == "-h") {
+        return simsiam(features, &["pretrain".to_owned(), "--help".into()]);
+    }
     fetch(&options)?;
     let mut cmd =
         vec!["pretrain".to_owned(), "--set".into(), format!("data.path={}", options.data.display())];
     cmd.extend(options.rest);
-    simsiam(&cmd)
+    simsiam(features, &cmd)
 }

@@ -10,15 +10,18 @@ use crate::rgb_view::RgbView;
 use crate::workspace::Workspace;
 
 /// The deterministic preprocessing of an evaluation loader: an optional resize (shorter side,
-/// as torchvision's `Resize(int)`, antialiased bilinear), an optional centre crop
+/// as torchvision's `Resize(int)`, or to a square, as `Resize((s, s))`; antialiased bilinear),
+/// an optional centre crop
 /// (torchvision's `CenterCrop`), then `ToTensor` and `Normalize` (with [`Normalize`] built from
 /// `normalization`).
 ///
 /// [`Normalize`]: crate::Normalize
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalTransform {
-    /// Resize so that the shorter side has this length.
+    /// Resize so that the shorter side has this length (or both sides, with `square`).
     pub resize: Option<u32>,
+    /// Resize to `resize x resize`, ignoring the aspect ratio, instead of the shorter side.
+    pub square: bool,
     /// Crop a centred square of this side (after the resize); it must fit the image.
     pub center_crop: Option<u32>,
     /// Normalisation after scaling to `[0, 1]`.
@@ -28,13 +31,24 @@ pub struct EvalTransform {
 impl EvalTransform {
     /// CIFAR-10: 32x32 images as they are, CIFAR-10 statistics.
     pub fn cifar10() -> Self {
-        Self { resize: None, center_crop: None, normalization: Normalization::CIFAR10 }
+        Self { resize: None, square: false, center_crop: None, normalization: Normalization::CIFAR10 }
     }
 
     /// ImageNet style: resize the shorter side to `size * 8 / 7` (256 for 224), crop `size`,
     /// ImageNet statistics.
     pub fn imagenet(size: u32) -> Self {
-        Self { resize: Some(size * 8 / 7), center_crop: Some(size), normalization: Normalization::IMAGENET }
+        Self {
+            resize: Some(size * 8 / 7),
+            square: false,
+            center_crop: Some(size),
+            normalization: Normalization::IMAGENET,
+        }
+    }
+
+    /// A plain resize to `size x size` (aspect ratio not kept), no crop, ImageNet statistics:
+    /// Lightly's Tutorial 4 (`tutorial_simsiam_esa.py` lines 123-131).
+    pub fn resize_square(size: u32) -> Self {
+        Self { resize: Some(size), square: true, center_crop: None, normalization: Normalization::IMAGENET }
     }
 
     /// Resizes and crops `image` into `out` (planar `u8`).
@@ -48,7 +62,7 @@ impl EvalTransform {
         let (w, h) = (src.width(), src.height());
         let resized = match self.resize {
             Some(side) => {
-                let (nw, nh) = shorter_side_to(w, h, side);
+                let (nw, nh) = if self.square { (side, side) } else { shorter_side_to(w, h, side) };
                 let mut tmp = ChwImage::new(1, 1)?;
                 resized_crop(src, CropBox { top: 0, left: 0, height: h, width: w }, nw, nh, &mut tmp, ws)?;
                 tmp
@@ -104,7 +118,12 @@ mod tests {
     #[test]
     fn without_resize_or_crop_the_image_is_only_made_planar() {
         let img = gradient(5, 3);
-        let t = EvalTransform { resize: None, center_crop: None, normalization: Normalization::NONE };
+        let t = EvalTransform {
+            resize: None,
+            square: false,
+            center_crop: None,
+            normalization: Normalization::NONE,
+        };
         let mut out = ChwImage::default();
         t.prepare(&img, &mut out, &mut Workspace::new()).expect("valid");
         assert_eq!(out, ChwImage::from_image(&img).expect("valid"));
@@ -113,7 +132,12 @@ mod tests {
     #[test]
     fn resize_then_crop() {
         let img = gradient(40, 30);
-        let t = EvalTransform { resize: Some(20), center_crop: None, normalization: Normalization::NONE };
+        let t = EvalTransform {
+            resize: Some(20),
+            square: false,
+            center_crop: None,
+            normalization: Normalization::NONE,
+        };
         let mut resized = ChwImage::default();
         t.prepare(&img, &mut resized, &mut Workspace::new()).expect("valid");
         assert_eq!((resized.width(), resized.height()), (26, 20));
@@ -125,16 +149,33 @@ mod tests {
         center_crop(&resized, 16, &mut expected).expect("fits");
         assert_eq!(cropped, expected);
         assert_eq!(cropped.planes()[0][0], resized.planes()[0][2 * 26 + 5]);
+        // A square resize ignores the aspect ratio.
+        let t = EvalTransform { square: true, center_crop: None, ..t };
+        let mut square = ChwImage::default();
+        t.prepare(&img, &mut square, &mut Workspace::new()).expect("valid");
+        assert_eq!((square.width(), square.height()), (20, 20));
+        let t = EvalTransform::resize_square(256);
+        assert_eq!((t.resize, t.square, t.center_crop), (Some(256), true, None));
     }
 
     #[test]
     fn a_crop_that_does_not_fit_is_an_error() {
-        let t = EvalTransform { resize: None, center_crop: Some(33), normalization: Normalization::NONE };
+        let t = EvalTransform {
+            resize: None,
+            square: false,
+            center_crop: Some(33),
+            normalization: Normalization::NONE,
+        };
         let err = t
             .prepare(&gradient(32, 40), &mut ChwImage::default(), &mut Workspace::new())
             .expect_err("33 > 32");
         assert!(matches!(err, AugmentError::CropOutOfBounds { .. }), "{err}");
-        let t = EvalTransform { resize: Some(0), center_crop: None, normalization: Normalization::NONE };
+        let t = EvalTransform {
+            resize: Some(0),
+            square: false,
+            center_crop: None,
+            normalization: Normalization::NONE,
+        };
         assert!(t.prepare(&gradient(4, 4), &mut ChwImage::default(), &mut Workspace::new()).is_err());
     }
 }

@@ -3,11 +3,12 @@
 //!
 //! - Ops, each in its own module, each a deterministic function (matching
 //!   `torchvision.transforms.functional` on `uint8` tensors) plus a random [`Transform`]:
-//!   [`RandomResizedCrop`] (antialiased bilinear), flips, [`RandomRotate90`], [`ColorJitter`],
+//!   [`RandomResizedCrop`] (antialiased bilinear), flips, [`RandomRotate90`],
+//!   [`RandomRotation`], [`ColorJitter`],
 //!   [`RandomGrayscale`], [`RandomGaussianBlur`], [`RandomSolarization`], [`Normalize`],
 //!   combined with [`Compose`] and [`RandomApply`].
-//! - [`SimSiamTransform`], built from a [`SimSiamConfig`] with Lightly's defaults and CIFAR-10
-//!   and satellite presets, and the general [`MultiViewTransform`].
+//! - [`SimSiamTransform`], built from a [`SimSiamConfig`] with Lightly's defaults and one
+//!   constructor per published recipe, and the general [`MultiViewTransform`].
 //! - Randomness is explicit: every random op takes `&mut ChaCha8Rng`; a sample's generator
 //!   comes from `(seed, epoch, index)` ([`sample_rng`], [`view_rng`]), so a batch is
 //!   byte-identical on any number of threads.
@@ -76,7 +77,7 @@ pub use normalize::{Normalization, Normalize};
 pub use resize::{resized_crop, resized_crop_chw};
 pub use rgb_view::RgbView;
 pub use rng::{ChaCha8Rng, sample_rng, view_rng};
-pub use rotate::{RandomRotate90, rot90, rot90_in_place};
+pub use rotate::{RandomRotate90, RandomRotation, rot90, rot90_in_place, rotate};
 pub use simsiam::{SimSiamConfig, SimSiamTransform};
 pub use solarize::{RandomSolarization, solarize};
 pub use view::ViewTransform;

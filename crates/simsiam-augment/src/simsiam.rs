@@ -2,7 +2,7 @@
 
 use crate::blur::RandomGaussianBlur;
 use crate::color_jitter::ColorJitter;
-use crate::compose::{Compose, RandomApply};
+use crate::compose::{Compose, RandomApply, Transform};
 use crate::crop::RandomResizedCrop;
 use crate::error::{AugmentError, Result, check_non_negative, check_prob};
 use crate::flip::{RandomHorizontalFlip, RandomVerticalFlip};
@@ -10,14 +10,17 @@ use crate::grayscale::RandomGrayscale;
 use crate::multi_view::MultiViewTransform;
 use crate::normalize::{Normalization, Normalize};
 use crate::rgb_view::RgbView;
-use crate::rotate::RandomRotate90;
+use crate::rotate::{RandomRotate90, RandomRotation};
 use crate::view::ViewTransform;
 
 /// The knobs of [`SimSiamTransform`], named and defaulted as Lightly's
 /// `lightly.transforms.SimSiamTransform` (the paper's ImageNet recipe).
 ///
-/// For CIFAR-10 start from [`SimSiamConfig::cifar10`] (32-pixel views, no blur, CIFAR
-/// statistics); for overhead imagery, [`SimSiamConfig::satellite`].
+/// Named recipes, each the augmentation of one published source (file and line in its docs):
+/// [`SimSiamConfig::lightly_example`], [`SimSiamConfig::lightly_cifar10_benchmark`],
+/// [`SimSiamConfig::satellite`], [`SimSiamConfig::cifar10_paper`],
+/// [`SimSiamConfig::imagenet_paper`]; the `simsiam` program's presets of the same names use
+/// these. [`SimSiamConfig::cifar10`] is a CIFAR-10 starting point of our own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimSiamConfig {
     /// Side of the square output views (224).
@@ -49,8 +52,12 @@ pub struct SimSiamConfig {
     pub vf_prob: f64,
     /// Probability of a horizontal flip (0.5).
     pub hf_prob: f64,
-    /// Probability of a 90-degree rotation (0.0).
+    /// Probability of a rotation (0.0).
     pub rr_prob: f64,
+    /// `None`: rotations by 90 degrees (Lightly's `RandomRotate`); `Some((min, max))`: by an
+    /// angle drawn uniformly from `[min, max]` degrees, counter-clockwise (Lightly's
+    /// `RandomRotateDegrees`, torchvision's `RandomRotation`) (`None`).
+    pub rr_degrees: Option<(f64, f64)>,
     /// Normalisation after scaling to `[0, 1]` (ImageNet); `None` for plain `[0, 1]` values.
     pub normalize: Option<Normalization>,
     /// Number of views per image (2).
@@ -75,6 +82,7 @@ impl Default for SimSiamConfig {
             vf_prob: 0.0,
             hf_prob: 0.5,
             rr_prob: 0.0,
+            rr_degrees: None,
             normalize: Some(Normalization::IMAGENET),
             num_views: 2,
         }
@@ -83,8 +91,58 @@ impl Default for SimSiamConfig {
 
 impl SimSiamConfig {
     /// The CIFAR-10 recipe: 32-pixel views, no blur (it destroys 32-pixel images), CIFAR-10
-    /// statistics; the rest as [`Default`].
+    /// statistics; the rest as [`Default`]. The same as [`SimSiamConfig::cifar10_paper`].
     pub fn cifar10() -> Self {
+        Self::cifar10_paper()
+    }
+
+    /// Lightly's SimSiam example, `examples/pytorch/simsiam.py` line 39:
+    /// `SimSiamTransform(input_size=32)`, every other knob at its default (blur 0.5, ImageNet
+    /// statistics; `lightly/transforms/simsiam_transform.py` lines 76-95).
+    pub fn lightly_example() -> Self {
+        Self { input_size: 32, ..Self::default() }
+    }
+
+    /// Lightly's CIFAR-10 benchmark,
+    /// `docs/source/getting_started/benchmarks/cifar10_benchmark.py` lines 181-184:
+    /// `SimSiamTransform(input_size=32, gaussian_blur=0.0)` (ImageNet statistics).
+    pub fn lightly_cifar10_benchmark() -> Self {
+        Self { input_size: 32, gaussian_blur: 0.0, ..Self::default() }
+    }
+
+    /// Lightly's Tutorial 4 on satellite images,
+    /// `docs/source/tutorials_source/package/tutorial_simsiam_esa.py` lines 91-106:
+    /// `SimCLRTransform(input_size=256, hf_prob=0.5, vf_prob=0.5, rr_prob=0.5, min_scale=0.5,
+    /// cj_prob=0.2, cj_bright=0.1, cj_contrast=0.1, cj_hue=0.1, cj_sat=0.1)`, the rest at
+    /// `SimCLRTransform`'s defaults (`lightly/transforms/simclr_transform.py` lines 39-55: grey
+    /// 0.2, blur 0.5, 90-degree rotations, ImageNet statistics). `SimCLRTransform` applies the
+    /// same steps in the same order as `SimSiamTransform` (lines 197-209).
+    pub fn satellite() -> Self {
+        Self {
+            input_size: 256,
+            cj_prob: 0.2,
+            cj_strength: 1.0,
+            cj_bright: 0.1,
+            cj_contrast: 0.1,
+            cj_sat: 0.1,
+            cj_hue: 0.1,
+            min_scale: 0.5,
+            random_gray_scale: 0.2,
+            gaussian_blur: 0.5,
+            hf_prob: 0.5,
+            vf_prob: 0.5,
+            rr_prob: 0.5,
+            rr_degrees: None,
+            ..Self::default()
+        }
+    }
+
+    /// The paper's CIFAR-10 recipe (arXiv:2011.10566, Appendix "CIFAR experiments": 32-pixel
+    /// inputs, no blur) on the official code's MoCo v2 augmentation
+    /// (facebookresearch/simsiam `main_simsiam.py` lines 229-239: crop scale 0.2, jitter
+    /// 0.4/0.4/0.4/0.1 with p 0.8, grey 0.2, horizontal flip 0.5), with CIFAR-10's statistics
+    /// (the sources give none for CIFAR).
+    pub fn cifar10_paper() -> Self {
         Self {
             input_size: 32,
             gaussian_blur: 0.0,
@@ -93,11 +151,13 @@ impl SimSiamConfig {
         }
     }
 
-    /// A recipe for overhead (satellite, aerial) imagery, which has no canonical orientation
-    /// and whose colours carry signal: flips both ways and 90-degree rotations with
-    /// probability 0.5, crops of at least half the area, colour jitter at half strength.
-    pub fn satellite() -> Self {
-        Self { hf_prob: 0.5, vf_prob: 0.5, rr_prob: 0.5, min_scale: 0.5, cj_strength: 0.5, ..Self::default() }
+    /// The official ImageNet recipe, facebookresearch/simsiam `main_simsiam.py` lines 225-239:
+    /// 224-pixel crops of scale 0.2 to 1, jitter 0.4/0.4/0.4/0.1 with p 0.8, grey 0.2, blur 0.5
+    /// with sigma in [0.1, 2], horizontal flip 0.5, ImageNet statistics: Lightly's defaults.
+    /// The official code flips after the blur; here the flip comes first, as in Lightly, which
+    /// draws the same distribution of views.
+    pub fn imagenet_paper() -> Self {
+        Self::default()
     }
 
     /// Checks every knob and builds one view's pipeline.
@@ -122,10 +182,14 @@ impl SimSiamConfig {
             });
         }
         let crop = RandomResizedCrop::square(self.input_size, self.min_scale)?;
+        let rotation: Box<dyn Transform> = match self.rr_degrees {
+            None => Box::new(RandomRotate90::new(self.rr_prob)?),
+            Some(range) => Box::new(RandomRotation::new(self.rr_prob, range)?),
+        };
         let steps = Compose::default()
             .then(RandomHorizontalFlip::new(self.hf_prob)?)
             .then(RandomVerticalFlip::new(self.vf_prob)?)
-            .then(RandomRotate90::new(self.rr_prob)?)
+            .then(rotation)
             .then(RandomApply::new(jitter, check_prob("cj_prob", self.cj_prob)?)?)
             .then(RandomGrayscale::new(self.random_gray_scale)?)
             .then(RandomGaussianBlur::new(self.gaussian_blur, self.sigmas, self.kernel_size)?);
@@ -234,7 +298,16 @@ mod tests {
 
     #[test]
     fn presets_build() {
-        for c in [SimSiamConfig::default(), SimSiamConfig::cifar10(), SimSiamConfig::satellite()] {
+        for c in [
+            SimSiamConfig::default(),
+            SimSiamConfig::cifar10(),
+            SimSiamConfig::lightly_example(),
+            SimSiamConfig::lightly_cifar10_benchmark(),
+            SimSiamConfig::satellite(),
+            SimSiamConfig::cifar10_paper(),
+            SimSiamConfig::imagenet_paper(),
+            SimSiamConfig { rr_prob: 0.5, rr_degrees: Some((-20.0, 20.0)), ..SimSiamConfig::default() },
+        ] {
             let t = c.build().expect("preset is valid");
             assert_eq!(t.num_views(), 2);
             let s = c.input_size as usize;

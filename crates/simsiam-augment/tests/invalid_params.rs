@@ -32,6 +32,8 @@ fn config_knobs_are_validated() {
         ("even kernel", SimSiamConfig { kernel_size: Some(4), ..Default::default() }),
         ("zero kernel", SimSiamConfig { kernel_size: Some(0), ..Default::default() }),
         ("no views", SimSiamConfig { num_views: 0, ..Default::default() }),
+        ("reversed degrees", SimSiamConfig { rr_degrees: Some((10.0, -10.0)), ..Default::default() }),
+        ("infinite degrees", SimSiamConfig { rr_degrees: Some((0.0, f64::INFINITY)), ..Default::default() }),
         (
             "zero std",
             SimSiamConfig {
@@ -151,6 +153,7 @@ fn random_configs_never_panic() {
             vf_prob: v(),
             hf_prob: v(),
             rr_prob: v(),
+            rr_degrees: None,
             normalize: None,
             num_views: i % 3,
         };

@@ -59,6 +59,9 @@ pub(crate) fn check_index(index: usize, len: usize) -> Result<()> {
     if index < len { Ok(()) } else { Err(DataError::IndexOutOfRange { index, len }) }
 }
 
+/// The epoch slot of the generator that picks [`Subset::random`]'s samples.
+const SUBSET_EPOCH: u64 = u64::MAX;
+
 /// A dataset restricted to some of its samples, in a given order (burn's `PartialDataset`,
 /// PyTorch's `Subset`): sample `i` of the subset is sample `indices[i]` of the inner dataset.
 #[derive(Debug, Clone)]
@@ -84,6 +87,23 @@ impl<D: Dataset> Subset<D> {
     /// part of a dataset.
     pub fn take(inner: D, n: usize) -> Self {
         let indices = (0..n.min(inner.len())).collect();
+        Self { inner, indices }
+    }
+
+    /// `n` samples of `inner` drawn at random without replacement (all of them when it has
+    /// fewer), kept in `inner`'s order: a quick try that still sees every class of a
+    /// class-per-folder dataset. The same `(seed, stream)` picks the same samples; `stream`
+    /// keeps the picks of two splits (train, test) of one run apart.
+    pub fn random(inner: D, n: usize, seed: u64, stream: u64) -> Self {
+        let len = inner.len();
+        let mut indices: Vec<usize> = (0..len).collect();
+        if n < len {
+            // One shuffle serves every seeded order; this epoch number is never trained.
+            let mut rng = simsiam_augment::rng::sample_rng(seed, SUBSET_EPOCH, stream);
+            simsiam_augment::rng::shuffle(&mut indices, &mut rng);
+            indices.truncate(n);
+            indices.sort_unstable();
+        }
         Self { inner, indices }
     }
 
@@ -114,6 +134,11 @@ pub trait DatasetExt: Dataset + Sized {
     /// The first `n` samples; see [`Subset::take`].
     fn take(self, n: usize) -> Subset<Self> {
         Subset::take(self, n)
+    }
+
+    /// `n` random samples, seeded; see [`Subset::random`].
+    fn random_subset(self, n: usize, seed: u64, stream: u64) -> Subset<Self> {
+        Subset::random(self, n, seed, stream)
     }
 
     /// The samples `indices`; see [`Subset::new`].
@@ -152,6 +177,24 @@ mod tests {
         assert_eq!(s.get(1).expect("ok").name, "2");
         assert!(matches!(s.get(2), Err(DataError::IndexOutOfRange { index: 2, len: 2 })));
         assert!(Numbers(3).subset(vec![3]).is_err());
+    }
+
+    #[test]
+    fn random_subsets_are_seeded_spread_and_sorted() {
+        let a = Numbers(1000).random_subset(50, 3, 0);
+        assert_eq!(a.len(), 50);
+        assert_eq!(a.indices(), Numbers(1000).random_subset(50, 3, 0).indices());
+        assert_ne!(a.indices(), Numbers(1000).random_subset(50, 4, 0).indices());
+        assert_ne!(a.indices(), Numbers(1000).random_subset(50, 3, 1).indices());
+        assert!(a.indices().windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        // Not the first 50: the picks reach the far end of the dataset.
+        assert!(*a.indices().last().expect("some") > 500, "{:?}", a.indices());
+        // Ten classes of 100 consecutive samples each (a class-per-folder dataset in sorted
+        // order): 50 random picks see all ten, the first 50 would see one.
+        let classes: std::collections::BTreeSet<usize> = a.indices().iter().map(|i| i / 100).collect();
+        assert_eq!(classes.len(), 10);
+        assert_eq!(Numbers(5).random_subset(9, 0, 0).indices(), [0, 1, 2, 3, 4]);
+        assert_eq!(a.get(0).expect("ok").label, Some(a.indices()[0]));
     }
 
     #[test]

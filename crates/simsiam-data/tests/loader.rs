@@ -187,8 +187,12 @@ fn eval_loader_keeps_order_labels_and_names() {
 fn eval_resize_and_crop() {
     let ds = synthetic(6);
     let cfg = EvalConfig { batch_size: 4, workers: 1, prefetch: 1 };
-    let transform =
-        EvalTransform { resize: Some(20), center_crop: Some(16), normalization: Normalization::NONE };
+    let transform = EvalTransform {
+        resize: Some(20),
+        square: false,
+        center_crop: Some(16),
+        normalization: Normalization::NONE,
+    };
     let loader = EvalLoader::new(ds.clone(), transform, cfg.clone(), Device::Cpu).unwrap();
     let batches: Vec<_> = loader.batches().map(Result::unwrap).collect();
     assert_eq!(batches[0].x.dims(), [4, 3, 16, 16]);
@@ -198,7 +202,12 @@ fn eval_resize_and_crop() {
 
     // A crop of the whole image changes nothing.
     let same: Arc<dyn Dataset> = Arc::new(Synthetic { n: 2, fail: None, same_size: true });
-    let t = EvalTransform { resize: None, center_crop: Some(20), normalization: Normalization::NONE };
+    let t = EvalTransform {
+        resize: None,
+        square: false,
+        center_crop: Some(20),
+        normalization: Normalization::NONE,
+    };
     let b = EvalLoader::new(same.clone(), t, cfg.clone(), Device::Cpu)
         .unwrap()
         .batches()

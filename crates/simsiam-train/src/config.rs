@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Result, TrainError};
 
-/// Whether the learning rate changes every iteration or every epoch.
+/// Whether the learning rate follows the cosine decay every iteration or every epoch, or stays
+/// constant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleStep {
@@ -13,6 +14,9 @@ pub enum ScheduleStep {
     Iteration,
     /// Once per epoch (the official SimSiam code).
     Epoch,
+    /// Never: after the warmup (if any) the rate stays at `lr`, as a plain
+    /// `torch.optim.SGD(params, lr)` without a scheduler (Lightly's examples and tutorials).
+    Constant,
 }
 
 /// Everything the loop needs besides the model and data.

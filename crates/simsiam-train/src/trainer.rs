@@ -38,6 +38,8 @@ struct Plan {
     schedule: CosineSchedule,
     until: usize,
     start_step: usize,
+    /// The step where a constant schedule stops its warmup.
+    constant_from: usize,
 }
 
 /// How an epoch's steps ended.
@@ -221,7 +223,12 @@ impl<B: Backbone> Trainer<B> {
     pub fn fit_until(&mut self, data: &dyn TwoViewBatches, until: usize) -> Result<TrainOutcome> {
         let until = until.min(self.config.epochs);
         let per_epoch = self.batches_per_epoch(data)?;
-        let plan = Plan { schedule: self.schedule(per_epoch)?, until, start_step: self.stepper.state.step };
+        let plan = Plan {
+            schedule: self.schedule(per_epoch)?,
+            until,
+            start_step: self.stepper.state.step,
+            constant_from: self.config.warmup_epochs * per_epoch,
+        };
         self.stepper.state.config = self.run_config.clone(); // what checkpoints store
         let fit = FitContext { epochs: self.config.epochs, until, batches_per_epoch: per_epoch };
         let view = self.stepper.view();
@@ -259,6 +266,8 @@ impl<B: Backbone> Trainer<B> {
             lr = plan.schedule.lr(match self.config.schedule_step {
                 ScheduleStep::Iteration => self.stepper.state.step,
                 ScheduleStep::Epoch => epoch,
+                // The decay would start after the warmup: hold the step there.
+                ScheduleStep::Constant => self.stepper.state.step.min(plan.constant_from),
             });
             let out = self.stepper.step(&x0, &x1, lr)?;
             meter.record(out.loss);
@@ -308,11 +317,14 @@ impl<B: Backbone> Trainer<B> {
         Ok(per_epoch)
     }
 
-    /// Cosine decay over the whole run, after a linear warmup, in steps or in epochs.
+    /// Cosine decay over the whole run, after a linear warmup, in steps or in epochs (a constant
+    /// schedule reads it at the end of the warmup only).
     fn schedule(&self, per_epoch: usize) -> Result<CosineSchedule> {
         let c = &self.config;
         let (total, warmup) = match c.schedule_step {
-            ScheduleStep::Iteration => (c.epochs * per_epoch, c.warmup_epochs * per_epoch),
+            ScheduleStep::Iteration | ScheduleStep::Constant => {
+                (c.epochs * per_epoch, c.warmup_epochs * per_epoch)
+            }
             ScheduleStep::Epoch => (c.epochs, c.warmup_epochs),
         };
         let start_factor = if warmup > 0 { 1.0 / warmup as f64 } else { 1.0 };

@@ -9,6 +9,7 @@
 
 mod choices;
 mod convert;
+mod presets;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -18,8 +19,8 @@ use serde::{Deserialize, Serialize};
 pub use simsiam_train::ScheduleStep;
 
 pub use self::choices::{
-    Backbone, DatasetKind, DeviceKind, LossKind, NormalizationKind, PrecisionKind, Preset, StemKind,
-    UnknownChoice,
+    Backbone, DatasetKind, DeviceKind, EvalResizeKind, LossKind, NormalizationKind, PrecisionKind, Preset,
+    StemKind, UnknownChoice,
 };
 
 /// Everything a run needs; printed in full at start and stored in every checkpoint.
@@ -45,7 +46,8 @@ pub struct DataConfig {
     /// For CIFAR, the directory holding `cifar-10-batches-bin` (or `cifar-100-binary`); for a
     /// folder, its root.
     pub path: PathBuf,
-    /// Use only the first `limit` training images (0: all), for a quick try.
+    /// Use only `limit` training images (0: all), drawn at random from the run's seed so that
+    /// every class of a class-per-folder dataset shows up, for a quick try.
     pub limit: usize,
     /// Loader worker threads.
     pub workers: usize,
@@ -59,8 +61,20 @@ pub struct AugmentConfig {
     pub input_size: u32,
     /// Colour-jitter probability.
     pub cj_prob: f64,
-    /// Colour-jitter strength multiplier.
+    /// Colour-jitter strength multiplier of the four strengths below.
     pub cj_strength: f64,
+    /// Brightness jitter strength (before `cj_strength`).
+    #[serde(default = "defaults::cj_bright")]
+    pub cj_bright: f64,
+    /// Contrast jitter strength (before `cj_strength`).
+    #[serde(default = "defaults::cj_contrast")]
+    pub cj_contrast: f64,
+    /// Saturation jitter strength (before `cj_strength`).
+    #[serde(default = "defaults::cj_sat")]
+    pub cj_sat: f64,
+    /// Hue jitter strength (before `cj_strength`; the product at most 0.5).
+    #[serde(default = "defaults::cj_hue")]
+    pub cj_hue: f64,
     /// Smallest crop area fraction.
     pub min_scale: f64,
     /// Grayscale probability.
@@ -71,10 +85,35 @@ pub struct AugmentConfig {
     pub hf_prob: f64,
     /// Vertical-flip probability.
     pub vf_prob: f64,
-    /// 90-degree-rotation probability.
+    /// Rotation probability.
     pub rr_prob: f64,
+    /// Rotation angles, as Lightly's `rr_degrees`: `[]` rotates by 90 degrees, `[d]` by an
+    /// angle in `[-d, d]`, `[min, max]` by an angle in `[min, max]` (counter-clockwise).
+    #[serde(default)]
+    pub rr_degrees: Vec<f64>,
     /// `cifar10` or `imagenet` mean and std.
     pub normalize: NormalizationKind,
+    /// How a folder's images are prepared for evaluation and embeddings: `center_crop`
+    /// (shorter side to `input_size * 8 / 7`, centre crop `input_size`) or `resize` (a plain
+    /// resize to `input_size x input_size`); CIFAR images are used as they are.
+    #[serde(default)]
+    pub eval_resize: EvalResizeKind,
+}
+
+/// The values files written before a key existed read as: Lightly's defaults.
+mod defaults {
+    pub(super) fn cj_bright() -> f64 {
+        0.4
+    }
+    pub(super) fn cj_contrast() -> f64 {
+        0.4
+    }
+    pub(super) fn cj_sat() -> f64 {
+        0.4
+    }
+    pub(super) fn cj_hue() -> f64 {
+        0.1
+    }
 }
 
 /// Backbone and heads.
@@ -123,7 +162,7 @@ pub struct TrainConfig {
     pub fixed_predictor_lr: bool,
     /// Linear warmup epochs.
     pub warmup_epochs: usize,
-    /// `epoch` or `iteration`.
+    /// `epoch` or `iteration` (when the cosine decay steps), or `constant` (no decay).
     pub schedule: ScheduleStep,
     /// Seed of weights, shuffling and augmentation.
     pub seed: u64,
@@ -151,112 +190,9 @@ pub struct TrainConfig {
 }
 
 impl RunConfig {
-    /// A named preset: `lightly-example`, `cifar10-paper` or `satellite`.
+    /// A named preset (see [`Preset`]).
     pub fn preset(name: &str) -> Result<Self> {
         Ok(Self::from_preset(name.parse()?))
-    }
-
-    /// The configuration of `preset`.
-    pub fn from_preset(preset: Preset) -> Self {
-        let base = Self::lightly_example();
-        match preset {
-            Preset::LightlyExample => base,
-            Preset::Cifar10Paper => Self {
-                model: ModelConfig {
-                    stem: StemKind::Cifar,
-                    proj_hidden_dim: 2048,
-                    proj_output_dim: 2048,
-                    proj_layers: 2,
-                    pred_hidden_dim: 512,
-                    ..base.model
-                },
-                train: TrainConfig {
-                    epochs: 800,
-                    batch_size: 512,
-                    base_lr: 0.03,
-                    scale_lr: true,
-                    weight_decay: 5e-4,
-                    output_dir: "runs/cifar10-paper".into(),
-                    ..base.train
-                },
-                ..base
-            },
-            Preset::Satellite => Self {
-                data: DataConfig { dataset: DatasetKind::Folder, path: "images".into(), ..base.data },
-                augment: AugmentConfig {
-                    input_size: 64,
-                    min_scale: 0.5,
-                    cj_strength: 0.5,
-                    hf_prob: 0.5,
-                    vf_prob: 0.5,
-                    rr_prob: 0.5,
-                    gaussian_blur: 0.0,
-                    normalize: NormalizationKind::Imagenet,
-                    ..base.augment
-                },
-                train: TrainConfig { batch_size: 128, output_dir: "runs/satellite".into(), ..base.train },
-                ..base
-            },
-        }
-    }
-
-    /// Lightly's SimSiam example on CIFAR-10: torchvision's resnet18 on 32x32, heads
-    /// 512-512-128 and 128-64-128, batch 256, SGD lr 0.06 with momentum 0.9 and weight decay
-    /// 5e-4, 10 epochs.
-    fn lightly_example() -> Self {
-        Self {
-            data: DataConfig {
-                dataset: DatasetKind::Cifar10,
-                path: "data/cifar10".into(),
-                limit: 0,
-                workers: 2,
-            },
-            augment: AugmentConfig {
-                input_size: 32,
-                cj_prob: 0.8,
-                cj_strength: 1.0,
-                min_scale: 0.2,
-                random_gray_scale: 0.2,
-                gaussian_blur: 0.0,
-                hf_prob: 0.5,
-                vf_prob: 0.0,
-                rr_prob: 0.0,
-                normalize: NormalizationKind::Cifar10,
-            },
-            model: ModelConfig {
-                backbone: Backbone::Resnet18,
-                stem: StemKind::Imagenet,
-                width: 64,
-                zero_init_residual: false,
-                proj_hidden_dim: 512,
-                proj_output_dim: 128,
-                proj_layers: 3,
-                proj_last_bn_affine: false,
-                pred_hidden_dim: 64,
-                loss: LossKind::NegativeCosine,
-            },
-            train: TrainConfig {
-                epochs: 10,
-                batch_size: 256,
-                base_lr: 0.06,
-                scale_lr: false,
-                momentum: 0.9,
-                weight_decay: 5e-4,
-                fixed_predictor_lr: true,
-                warmup_epochs: 0,
-                schedule: ScheduleStep::Epoch,
-                seed: 0,
-                device: DeviceKind::Cpu,
-                precision: PrecisionKind::Auto,
-                output_dir: "runs/lightly-example".into(),
-                log_every: 20,
-                checkpoint_every: 1,
-                keep_checkpoints: 3,
-                knn_every: 1,
-                knn_k: 200,
-                knn_t: 0.1,
-            },
-        }
     }
 
     /// The TOML file when given, else the named preset, with `section.key=value` overrides.
@@ -346,7 +282,10 @@ mod tests {
             assert_eq!(back, config, "{preset}");
         }
         let e = RunConfig::preset("nope").expect_err("no such preset").to_string();
-        assert_eq!(e, "unknown preset `nope`: use lightly-example, cifar10-paper or satellite");
+        assert_eq!(
+            e,
+            "unknown preset `nope`: use lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper or imagenet-paper"
+        );
         Ok(())
     }
 
@@ -388,7 +327,10 @@ mod tests {
             ("augment.normalize=none", "unknown normalisation `none`: use cifar10 or imagenet"),
             ("train.precision=f16", "unknown precision `f16`: use auto, f32 or bf16"),
             ("train.device=cuda:x", "unknown device `cuda:x`: use cpu, cuda, cuda:N or metal"),
-            ("train.schedule=step", "unknown variant `step`, expected `iteration` or `epoch`"),
+            (
+                "train.schedule=step",
+                "unknown variant `step`, expected one of `iteration`, `epoch`, `constant`",
+            ),
         ] {
             let e = format!(
                 "{:#}",

@@ -43,7 +43,7 @@ fn labelled(data: &Datasets) -> Result<(&std::sync::Arc<dyn simsiam_data::Datase
 pub fn knn(run: &RunConfig, checkpoint: Option<&Path>) -> Result<KnnResult> {
     let model = load_model(run, checkpoint)?;
     let dev = run.train.device.open()?;
-    let data = open_datasets(&run.data)?;
+    let data = open_datasets(&run.data, run.train.seed)?;
     let (test, classes) = labelled(&data)?;
     let bank = eval_loader(run, data.train.clone(), &dev)?;
     let queries = eval_loader(run, test.clone(), &dev)?;
@@ -54,7 +54,7 @@ pub fn knn(run: &RunConfig, checkpoint: Option<&Path>) -> Result<KnnResult> {
 pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> Result<LinearEvalResult> {
     let model = load_model(run, Some(checkpoint))?;
     let dev = run.train.device.open()?;
-    let data = open_datasets(&run.data)?;
+    let data = open_datasets(&run.data, run.train.seed)?;
     let (test, classes) = labelled(&data)?;
     let train = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
     let test = loader_features(model.backbone(), &eval_loader(run, test.clone(), &dev)?)?;
@@ -81,7 +81,7 @@ pub fn embed(run: &RunConfig, checkpoint: &Path, out: &Path) -> Result<usize> {
     check_output(out, kind, &[checkpoint])?;
     let model = load_model(run, Some(checkpoint))?;
     let dev = run.train.device.open()?;
-    let data = open_datasets(&run.data)?;
+    let data = open_datasets(&run.data, run.train.seed)?;
     let f = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;
     match kind {
         OutputKind::EmbeddingsCsv => write_embeddings_csv(out, &f.names, &f.features, &f.labels)?,

@@ -154,7 +154,8 @@ enum EvalCommand {
 
 #[derive(Args)]
 struct ConfigArgs {
-    /// A named preset: lightly-example, cifar10-paper or satellite.
+    /// A named preset: lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper or
+    /// imagenet-paper.
     #[arg(long, default_value = "lightly-example")]
     preset: String,
     /// A TOML config file (replaces the preset).
@@ -187,7 +188,7 @@ struct EmbeddedDataArgs {
     /// Take the dataset from this checkpoint's stored config (as `simsiam embed` did).
     #[arg(long, conflicts_with_all = ["preset", "config"])]
     checkpoint: Option<PathBuf>,
-    /// A named preset for the dataset settings: lightly-example, cifar10-paper or satellite.
+    /// A named preset for the dataset settings (as `--preset` of `pretrain`).
     #[arg(long, default_value = "lightly-example")]
     preset: String,
     /// A TOML config file for the dataset settings (replaces the preset).
@@ -288,9 +289,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Neighbors { images, queries, num_queries, seed, stack, thumb_size, font } => {
             use simsiam::figures::{self, NeighborsRequest};
             figures::use_font(font.font.as_deref())?;
-            let data = images.run_config()?.data;
+            let run = images.run_config()?;
             let request = NeighborsRequest { queries, num_queries, seed, stack, thumb_size };
-            for path in figures::draw_neighbors(&images.embeddings, &data, &request, &images.out)? {
+            for path in figures::draw_neighbors(&images.embeddings, &run, &request, &images.out)? {
                 println!("wrote {}", path.display());
             }
         }
@@ -298,11 +299,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Scatter { images, num_images, seed, min_distance, thumb_size, size, font } => {
             use simsiam::figures::{self, ScatterOptions, ScatterRequest};
             figures::use_font(font.font.as_deref())?;
-            let data = images.run_config()?.data;
+            let run = images.run_config()?;
             let options =
                 ScatterOptions { width: size, height: size, thumb_size, ..ScatterOptions::default() };
             let request = ScatterRequest { num_images, min_distance, seed, options };
-            let drawn = figures::draw_scatter(&images.embeddings, &data, &request, &images.out)?;
+            let drawn = figures::draw_scatter(&images.embeddings, &run, &request, &images.out)?;
             println!(
                 "wrote {} ({} thumbnails of {} embeddings)",
                 images.out.display(),

@@ -44,7 +44,7 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
         (Some(_), true) => latest_checkpoint(&out)?.map_or(RunStart::Fresh, RunStart::Resume),
         (Some(_), false) => RunStart::Fresh,
     };
-    let data = open_datasets(&run.data)?;
+    let data = open_datasets(&run.data, run.train.seed)?;
     let loader = train_loader(run, data.train.clone(), &device)?;
     if loader.batches_per_epoch() == 0 {
         bail!(

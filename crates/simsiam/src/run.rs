@@ -25,11 +25,13 @@ pub struct Datasets {
 }
 
 /// Opens the configured dataset; `limit` caps the training images (and the test images at a
-/// fifth of it, at least 100) for quick tries.
-pub fn open_datasets(config: &DataConfig) -> Result<Datasets> {
+/// fifth of it, at least 100) for quick tries, picked at random from `seed` (the run's) so a
+/// class-per-folder dataset keeps all its classes.
+pub fn open_datasets(config: &DataConfig, seed: u64) -> Result<Datasets> {
     let limit = config.limit;
-    let cap = |d: Arc<dyn Dataset>, n: usize| -> Arc<dyn Dataset> {
-        if n == 0 || n >= d.len() { d } else { Arc::new(d.take(n)) }
+    // Stream 0 picks the training images, stream 1 the test images.
+    let cap = |d: Arc<dyn Dataset>, n: usize, stream: u64| -> Arc<dyn Dataset> {
+        if n == 0 || n >= d.len() { d } else { Arc::new(d.random_subset(n, seed, stream)) }
     };
     let test_cap = if limit == 0 { 0 } else { (limit / 5).max(100) };
     match config.dataset {
@@ -51,8 +53,8 @@ pub fn open_datasets(config: &DataConfig) -> Result<Datasets> {
             let classes = train.num_classes();
             let test = load(Split::Test)?;
             Ok(Datasets {
-                train: cap(Arc::new(train), limit),
-                test: Some(cap(Arc::new(test), test_cap)),
+                train: cap(Arc::new(train), limit, 0),
+                test: Some(cap(Arc::new(test), test_cap, 1)),
                 classes: Some(classes),
             })
         }
@@ -63,7 +65,7 @@ pub fn open_datasets(config: &DataConfig) -> Result<Datasets> {
             let folder = ImageFolder::open(&config.path, options)?;
             let classes = folder.class_names().len();
             Ok(Datasets {
-                train: cap(Arc::new(folder), limit),
+                train: cap(Arc::new(folder), limit, 0),
                 test: None,
                 classes: (classes > 1).then_some(classes),
             })
@@ -83,7 +85,7 @@ pub fn download(dataset: DatasetKind, dir: &Path, from: Option<&str>) -> Result<
 
 /// The two-view training loader.
 pub fn train_loader(run: &RunConfig, dataset: Arc<dyn Dataset>, device: &Device) -> Result<TwoViewLoader> {
-    let transform = run.augment.simsiam().build().context("invalid augmentation settings")?;
+    let transform = run.augment.simsiam()?.build().context("invalid augmentation settings")?;
     Ok(TwoViewLoader::new(dataset, transform, run.loader_config(), device.clone())?)
 }
 

@@ -155,12 +155,21 @@ fn config_prints_each_preset_as_before_and_it_reads_back_equal() {
         // The text `simsiam config` printed before the config had typed choices.
         let golden = format!("{}/tests/presets/{preset}.toml", env!("CARGO_MANIFEST_DIR"));
         assert_eq!(text, std::fs::read_to_string(&golden).expect("golden preset"), "{preset}");
+        // docs/presets.md shows the same text (scripts/presets-doc.sh writes both).
+        let docs = format!("{}/../../docs/presets.md", env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(docs).expect("docs/presets.md");
+        assert!(
+            docs.contains(&format!("--preset {preset} -->\n```toml\n{text}```")),
+            "docs/presets.md: {preset}"
+        );
         let back: RunConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{preset}: {e}"));
         assert_eq!(back, RunConfig::from_preset(preset), "{preset}");
     }
     let line = error_line(&simsiam(&["config", "--preset", "huge"]));
     assert!(
-        line.contains("unknown preset `huge`: use lightly-example, cifar10-paper or satellite"),
+        line.contains(
+            "unknown preset `huge`: use lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper or imagenet-paper"
+        ),
         "{line}"
     );
 }

@@ -106,14 +106,19 @@ macro_rules! choice {
 }
 
 choice! {
-    /// A named configuration to start from.
+    /// A named configuration to start from, each one published recipe (the sources, file and
+    /// line, are in `config/presets.rs` and `docs/presets.md`).
     pub enum Preset ("preset") {
-        /// Lightly's SimSiam example on CIFAR-10.
+        /// Lightly's `examples/pytorch/simsiam.py`: CIFAR-10, plain SGD lr 0.06, 10 epochs.
         LightlyExample = "lightly-example",
-        /// The paper's CIFAR-10 recipe.
-        Cifar10Paper = "cifar10-paper",
-        /// A folder of overhead tiles.
+        /// Lightly's CIFAR-10 benchmark: CIFAR ResNet-18, cosine SGD, 200 epochs.
+        LightlyCifar10Benchmark = "lightly-cifar10-benchmark",
+        /// Lightly's Tutorial 4 (`tutorial_simsiam_esa.py`): a folder of satellite tiles.
         Satellite = "satellite",
+        /// The paper's CIFAR-10 recipe with the official code's model.
+        Cifar10Paper = "cifar10-paper",
+        /// The official code's ImageNet recipe: ResNet-50, batch 512, 100 epochs.
+        ImagenetPaper = "imagenet-paper",
     }
 }
 
@@ -143,6 +148,18 @@ choice! {
         Cifar10 = "cifar10",
         /// ImageNet's statistics.
         Imagenet = "imagenet",
+    }
+}
+
+choice! {
+    /// How a folder's images become evaluation inputs.
+    #[derive(Default)]
+    pub enum EvalResizeKind ("evaluation resize") {
+        /// Shorter side to `input_size * 8 / 7`, then a centred `input_size` square.
+        #[default]
+        CenterCrop = "center_crop",
+        /// A plain resize to `input_size x input_size` (Lightly's Tutorial 4).
+        Resize = "resize",
     }
 }
 

@@ -1,7 +1,7 @@
 //! The run configuration as the library crates' configs: the one place where a field of
 //! [`RunConfig`] meets a field of `SimSiamConfig`, `ResNetConfig`, `TrainerConfig`, ...
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use candle::Device;
 use simsiam_augment::{Normalization, SimSiamConfig};
 use simsiam_data::{EvalConfig, EvalTransform, LoaderConfig};
@@ -10,8 +10,8 @@ use simsiam_models::{Precision, PredictionHeadConfig, ProjectionHeadConfig, ResN
 use simsiam_train::{KnnConfig, LinearEvalConfig, TrainerConfig};
 
 use super::{
-    AugmentConfig, Backbone, DeviceKind, LossKind, ModelConfig, NormalizationKind, PrecisionKind, RunConfig,
-    StemKind,
+    AugmentConfig, Backbone, DeviceKind, EvalResizeKind, LossKind, ModelConfig, NormalizationKind,
+    PrecisionKind, RunConfig, StemKind,
 };
 
 /// Images per batch of the evaluation loaders (features only, no gradients).
@@ -73,21 +73,70 @@ impl LossKind {
     }
 }
 
+impl NormalizationKind {
+    /// The kind whose statistics are `normalization`, if one is.
+    pub fn of(normalization: Option<Normalization>) -> Option<Self> {
+        Self::ALL.iter().copied().find(|&kind| Some(Normalization::from(kind)) == normalization)
+    }
+}
+
 impl AugmentConfig {
-    /// The two-view augmentation, on Lightly's defaults for the knobs the config leaves out.
-    pub fn simsiam(&self) -> SimSiamConfig {
-        SimSiamConfig {
+    /// The two-view augmentation, on Lightly's defaults for the knobs the config leaves out
+    /// (blur sigmas and kernel, two views).
+    ///
+    /// # Errors
+    /// `rr_degrees` with more than two angles, or a single negative one.
+    pub fn simsiam(&self) -> Result<SimSiamConfig> {
+        let rr_degrees = match self.rr_degrees[..] {
+            [] => None,
+            [d] if d >= 0.0 => Some((-d, d)),
+            [min, max] => Some((min, max)),
+            _ => bail!(
+                "augment.rr_degrees must be [] (90-degree rotations), [d] with d >= 0 or [min, max], got {:?}",
+                self.rr_degrees
+            ),
+        };
+        Ok(SimSiamConfig {
             input_size: self.input_size,
             cj_prob: self.cj_prob,
             cj_strength: self.cj_strength,
+            cj_bright: self.cj_bright,
+            cj_contrast: self.cj_contrast,
+            cj_sat: self.cj_sat,
+            cj_hue: self.cj_hue,
             min_scale: self.min_scale,
             random_gray_scale: self.random_gray_scale,
             gaussian_blur: self.gaussian_blur,
             hf_prob: self.hf_prob,
             vf_prob: self.vf_prob,
             rr_prob: self.rr_prob,
+            rr_degrees,
             normalize: Some(self.normalize.into()),
             ..SimSiamConfig::default()
+        })
+    }
+
+    /// The section holding `config`'s knobs (a preset's augmentation, defined once in
+    /// `simsiam-augment`), with `eval_resize` for folders. Statistics other than CIFAR-10's and
+    /// ImageNet's read as ImageNet's: the preset tests compare both ways.
+    pub fn from_simsiam(config: &SimSiamConfig, eval_resize: EvalResizeKind) -> Self {
+        Self {
+            input_size: config.input_size,
+            cj_prob: config.cj_prob,
+            cj_strength: config.cj_strength,
+            cj_bright: config.cj_bright,
+            cj_contrast: config.cj_contrast,
+            cj_sat: config.cj_sat,
+            cj_hue: config.cj_hue,
+            min_scale: config.min_scale,
+            random_gray_scale: config.random_gray_scale,
+            gaussian_blur: config.gaussian_blur,
+            hf_prob: config.hf_prob,
+            vf_prob: config.vf_prob,
+            rr_prob: config.rr_prob,
+            rr_degrees: config.rr_degrees.map_or_else(Vec::new, |(min, max)| vec![min, max]),
+            normalize: NormalizationKind::of(config.normalize).unwrap_or(NormalizationKind::Imagenet),
+            eval_resize,
         }
     }
 }
@@ -144,13 +193,22 @@ impl RunConfig {
         EvalConfig { batch_size: EVAL_BATCH_SIZE, workers: self.data.workers, ..EvalConfig::default() }
     }
 
-    /// The evaluation preprocessing: CIFAR images as they are, others resized and centre-cropped.
+    /// The evaluation preprocessing: CIFAR images as they are, others resized and centre-cropped
+    /// or plainly resized (`augment.eval_resize`).
     pub fn eval_transform(&self) -> EvalTransform {
         let normalization = self.augment.normalize.into();
+        let size = self.augment.input_size;
         if self.data.dataset.is_cifar() {
-            EvalTransform { resize: None, center_crop: None, normalization }
+            EvalTransform { resize: None, square: false, center_crop: None, normalization }
         } else {
-            EvalTransform { normalization, ..EvalTransform::imagenet(self.augment.input_size) }
+            match self.augment.eval_resize {
+                EvalResizeKind::CenterCrop => {
+                    EvalTransform { normalization, ..EvalTransform::imagenet(size) }
+                }
+                EvalResizeKind::Resize => {
+                    EvalTransform { normalization, ..EvalTransform::resize_square(size) }
+                }
+            }
         }
     }
 
@@ -207,7 +265,10 @@ mod tests {
         assert!((trainer.lr - run.lr()).abs() < 1e-15);
         assert_eq!(run.knn_config().k, 7);
         let resnet = run.model.resnet(Precision::Bf16);
-        assert_eq!(resnet, ResNetConfig::resnet50(Stem::Cifar).with_precision(Precision::Bf16));
+        assert_eq!(
+            resnet,
+            ResNetConfig::resnet50(Stem::Cifar).with_zero_init_residual(true).with_precision(Precision::Bf16)
+        );
         assert_eq!(run.model.projection_head(resnet.feature_dim(), Precision::F32).input_dim, 2048);
         assert_eq!(run.loader_config().batch_size, 512);
         assert_eq!(run.eval_transform().resize, None);
@@ -215,11 +276,53 @@ mod tests {
         assert_eq!((linear.epochs, linear.lr, linear.seed), (3, 0.5, run.train.seed));
 
         let satellite = RunConfig::preset("satellite")?;
-        assert_eq!(satellite.augment.simsiam().normalize, Some(Normalization::IMAGENET));
-        assert_eq!(
-            satellite.eval_transform(),
-            EvalTransform { normalization: Normalization::IMAGENET, ..EvalTransform::imagenet(64) }
+        assert_eq!(satellite.augment.simsiam()?.normalize, Some(Normalization::IMAGENET));
+        assert_eq!(satellite.eval_transform(), EvalTransform::resize_square(256));
+        let cropped = satellite.with_overrides(&["augment.eval_resize=center_crop".into()])?;
+        assert_eq!(cropped.eval_transform(), EvalTransform::imagenet(256));
+        Ok(())
+    }
+
+    #[test]
+    fn rotation_degrees_read_as_lightly_reads_them() -> Result<()> {
+        let base = RunConfig::preset("lightly-example")?;
+        for (text, want) in
+            [("[]", None), ("[15]", Some((-15.0, 15.0))), ("[-10, 30.5]", Some((-10.0, 30.5)))]
+        {
+            let c = base.clone().with_overrides(&[format!("augment.rr_degrees={text}")])?;
+            let augment = c.augment.simsiam()?;
+            assert_eq!(augment.rr_degrees, want, "{text}");
+            augment.build()?;
+            assert_eq!(AugmentConfig::from_simsiam(&augment, c.augment.eval_resize).simsiam()?, augment);
+        }
+        for bad in ["[-15]", "[1, 2, 3]"] {
+            let c = base.clone().with_overrides(&[format!("augment.rr_degrees={bad}")])?;
+            assert!(c.augment.simsiam().is_err(), "{bad}");
+        }
+        assert!(
+            base.with_overrides(&["augment.rr_degrees=[30, -30]".into()])?
+                .augment
+                .simsiam()?
+                .build()
+                .is_err()
         );
+        Ok(())
+    }
+
+    #[test]
+    fn files_written_before_the_jitter_rotation_and_evaluation_keys_read_as_lightlys_defaults() -> Result<()>
+    {
+        let base = RunConfig::preset("satellite")?;
+        let mut text = base.to_toml()?;
+        for key in ["cj_bright", "cj_contrast", "cj_sat", "cj_hue", "rr_degrees", "eval_resize"] {
+            let line = text.lines().find(|l| l.starts_with(&format!("{key} = "))).expect(key).to_owned();
+            text = text.replace(&format!("{line}\n"), "");
+        }
+        let old: RunConfig = toml::from_str(&text)?;
+        let a = &old.augment;
+        assert_eq!((a.cj_bright, a.cj_contrast, a.cj_sat, a.cj_hue), (0.4, 0.4, 0.4, 0.1));
+        assert_eq!((a.rr_degrees.is_empty(), a.eval_resize), (true, EvalResizeKind::CenterCrop));
+        assert_eq!(RunConfig { augment: base.augment.clone(), ..old }, base);
         Ok(())
     }
 

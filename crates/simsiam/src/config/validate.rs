@@ -26,7 +26,27 @@ pub fn validate(run: &RunConfig) -> Result<()> {
     ] {
         probability(name, p)?;
     }
-    non_negative("augment.cj_strength", a.cj_strength)?;
+    for (name, value) in [
+        ("augment.cj_strength", a.cj_strength),
+        ("augment.cj_bright", a.cj_bright),
+        ("augment.cj_contrast", a.cj_contrast),
+        ("augment.cj_sat", a.cj_sat),
+    ] {
+        non_negative(name, value)?;
+    }
+    if !(a.cj_hue >= 0.0 && a.cj_hue * a.cj_strength <= 0.5) {
+        bail!(
+            "augment.cj_hue times augment.cj_strength must be in [0, 0.5] (a hue shift of at most half \
+             the circle), got {} x {}",
+            a.cj_hue,
+            a.cj_strength
+        );
+    }
+    if a.rr_degrees.iter().any(|d| !d.is_finite()) {
+        bail!("augment.rr_degrees must hold finite angles, got {:?}", a.rr_degrees);
+    }
+    // The shape of `rr_degrees` ([], [d] or [min, max]) is checked where it is read.
+    a.simsiam()?;
     if !(a.min_scale > 0.0 && a.min_scale <= 1.0) {
         bail!("augment.min_scale must be in (0, 1], got {}", a.min_scale);
     }

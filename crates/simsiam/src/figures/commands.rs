@@ -15,7 +15,7 @@ use super::{
     min_max_normalize, neighbors_figure, pca_2d, plot_metrics, read_embeddings, read_metrics, save_png,
     scatter_figure, seeded_order,
 };
-use crate::config::DataConfig;
+use crate::config::RunConfig;
 use crate::outputs::{OutputKind, check_output};
 use crate::run::open_datasets;
 
@@ -45,10 +45,11 @@ struct EmbeddedData {
 }
 
 impl EmbeddedData {
-    /// The embeddings file and the training images of `data` (with its `limit`).
-    fn load(source: &Path, data: &DataConfig) -> Result<Self> {
+    /// The embeddings file and the training images of `run` (with its `limit`, drawn from its
+    /// seed).
+    fn load(source: &Path, run: &RunConfig) -> Result<Self> {
         let table = read_embeddings(source)?;
-        let dataset = open_datasets(data)?.train;
+        let dataset = open_datasets(&run.data, run.train.seed)?.train;
         Ok(Self { source: source.to_owned(), table, dataset })
     }
 
@@ -73,15 +74,15 @@ pub struct NeighborsRequest {
     pub thumb_size: u32,
 }
 
-/// Draws query images and their nearest neighbours from the `embeddings` of `data`'s training
+/// Draws query images and their nearest neighbours from the `embeddings` of `run`'s training
 /// images; returns the files written.
 pub fn draw_neighbors(
     embeddings: &Path,
-    data: &DataConfig,
+    run: &RunConfig,
     request: &NeighborsRequest,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
-    let loaded = EmbeddedData::load(embeddings, data)?;
+    let loaded = EmbeddedData::load(embeddings, run)?;
     let (table, source) = (&loaded.table, embeddings);
     let lookup = loaded.images()?;
     if table.len() < NEIGHBORS + 1 {
@@ -154,11 +155,11 @@ pub struct ScatterSummary {
     pub embeddings: usize,
 }
 
-/// Draws the 2-D PCA of the `embeddings` of `data`'s training images with thumbnails into
+/// Draws the 2-D PCA of the `embeddings` of `run`'s training images with thumbnails into
 /// `out`.
 pub fn draw_scatter(
     embeddings: &Path,
-    data: &DataConfig,
+    run: &RunConfig,
     request: &ScatterRequest,
     out: &Path,
 ) -> Result<ScatterSummary> {
@@ -166,7 +167,7 @@ pub fn draw_scatter(
     if !(min_distance >= 0.0 && min_distance.is_finite()) {
         bail!("--min-distance {min_distance}: use a distance of 0 or more");
     }
-    let loaded = EmbeddedData::load(embeddings, data)?;
+    let loaded = EmbeddedData::load(embeddings, run)?;
     let (table, lookup) = (&loaded.table, loaded.images()?);
     let points = min_max_normalize(&pca_2d(&table.values, table.dim)?);
     let shown = choose_thumbnails(&points, request.num_images, min_distance, request.seed);
