@@ -18,13 +18,42 @@ pub fn run(args: &[String]) -> Result<()> {
     // convolution that fits on the Winograd path, which the default takes on wide maps only
     // (the fixtures' maps are narrow), and every unit test and golden step with the kernels
     // held to their portable level (no AVX2 code), so each level this machine has is tested.
-    let steps: [Step; 5] = [
+    let steps: [Step; 7] = [
         (&["fmt", "--all", "--check"], &[]),
         (&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
         (&["test", "--workspace"], &[]),
         // `--workspace`, so the features resolve as in the step before and nothing rebuilds.
         (&["test", "--workspace", "--test", "golden_step"], &[("SIMSIAM_WINOGRAD", "1")]),
         (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "portable")]),
+        // Videos in image folders (FFmpeg's programs at run time): the lints, simsiam-data's
+        // own tests and the CLI's media test with the feature on.
+        (
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "simsiam/video",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        ),
+        (
+            &[
+                "test",
+                "--workspace",
+                "--features",
+                "simsiam/video",
+                "--lib",
+                "--test",
+                "media",
+                "--test",
+                "datasets",
+            ],
+            &[],
+        ),
     ];
     for (step, envs) in steps {
         let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();

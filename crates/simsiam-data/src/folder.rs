@@ -17,8 +17,9 @@ pub struct ImageFolderOptions {
     /// and skip the corrupt ones with a warning, instead of failing when they are read.
     /// (`false`: a corrupt image is an error naming it, when it is read.)
     pub skip_corrupt: bool,
-    /// Accepted extensions, lowercase, without the dot (`png`, `jpg`, `jpeg`); matched without
-    /// regard to case.
+    /// Accepted extensions, lowercase, without the dot; matched without regard to case.
+    /// (Lightly's still formats, [`crate::IMAGE_EXTENSIONS`], and with the `video` feature
+    /// its videos, [`crate::VIDEO_EXTENSIONS`].)
     pub extensions: Vec<String>,
 }
 
@@ -27,7 +28,7 @@ impl Default for ImageFolderOptions {
         Self {
             labels_from_subfolders: true,
             skip_corrupt: false,
-            extensions: ["png", "jpg", "jpeg"].map(str::to_owned).to_vec(),
+            extensions: crate::formats::default_extensions(),
         }
     }
 }
@@ -36,13 +37,18 @@ impl Default for ImageFolderOptions {
 /// accepted extension below `root`, in sorted order of their relative names (`/`-separated).
 ///
 /// Opening lists the files only; images are decoded by [`Dataset::get`], which the loaders
-/// call on their worker threads, so a large folder is never held in memory.
+/// call on their worker threads, so a large folder is never held in memory. With the `video`
+/// feature a video is one sample per frame, named as Lightly's `VideoDataset` names frames
+/// (`clip-07-mp4.png`, [`crate::lightly_frame_name`]); opening lists its frames.
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
     root: PathBuf,
     files: Vec<String>,
     labels: Vec<Option<usize>>,
     classes: Vec<String>,
+    /// For each sample, the video frame it is, if any.
+    #[cfg(feature = "video")]
+    frames: Vec<Option<crate::video::VideoFrame>>,
 }
 
 /// Appends the files below `dir` (relative to `root`, `/`-separated) with an accepted
@@ -85,6 +91,12 @@ fn has_extension(path: &Path, extensions: &[String]) -> bool {
         .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
+/// Whether `file` is a video that the `video` feature reads frame by frame.
+fn is_video(file: &str) -> bool {
+    cfg!(feature = "video")
+        && file.rsplit_once('.').is_some_and(|(_, e)| crate::formats::is_video_extension(e))
+}
+
 /// Decodes an image file to RGB.
 fn decode(path: &Path) -> Result<image::RgbImage> {
     let reader =
@@ -110,16 +122,22 @@ impl ImageFolder {
         if options.skip_corrupt {
             let ok: Vec<bool> = files
                 .par_iter()
-                .map(|f| match decode(&root.join(f)) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        tracing::warn!("skipping unreadable image: {e}");
-                        false
-                    }
+                // Videos are checked when their frames are listed, below.
+                .map(|f| {
+                    is_video(f)
+                        || match decode(&root.join(f)) {
+                            Ok(_) => true,
+                            Err(e) => {
+                                tracing::warn!("skipping unreadable image: {e}");
+                                false
+                            }
+                        }
                 })
                 .collect();
             files = files.into_iter().zip(ok).filter_map(|(f, ok)| ok.then_some(f)).collect();
         }
+        #[cfg(feature = "video")]
+        let (files, frames) = crate::video::expand(&root, files, options.skip_corrupt)?;
         if files.is_empty() {
             return Err(DataError::NoImages { path: root, extensions: options.extensions.join(", ") });
         }
@@ -139,7 +157,14 @@ impl ImageFolder {
                 classes.binary_search(&class).ok()
             })
             .collect();
-        Ok(Self { root, files, labels, classes })
+        Ok(Self {
+            root,
+            files,
+            labels,
+            classes,
+            #[cfg(feature = "video")]
+            frames,
+        })
     }
 
     /// The root directory.
@@ -147,7 +172,7 @@ impl ImageFolder {
         &self.root
     }
 
-    /// The relative file names, in sample order.
+    /// The relative file names, in sample order (a video frame's name is Lightly's).
     pub fn file_names(&self) -> &[String] {
         &self.files
     }
@@ -172,6 +197,10 @@ impl Dataset for ImageFolder {
     fn get(&self, index: usize) -> Result<Sample> {
         check_index(index, self.files.len())?;
         let name = &self.files[index];
+        #[cfg(feature = "video")]
+        if let Some(frame) = &self.frames[index] {
+            return Ok(Sample { image: frame.read()?, label: self.labels[index], name: name.clone() });
+        }
         let image = decode(&self.root.join(name))?;
         Ok(Sample { image, label: self.labels[index], name: name.clone() })
     }

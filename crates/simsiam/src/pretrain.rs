@@ -10,8 +10,8 @@ use simsiam_models::Backbone;
 use simsiam_models::BatchStats;
 use simsiam_train::distributed::{Communicator, ShardedBatches, synced_batch_stats};
 use simsiam_train::{
-    Checkpointer, EpochContext, MetricsLog, StepContext, TrainObserver, TrainOutcome, TrainSummary,
-    TrainView, Trainer, TwoViewBatches, atomic_write, knn_monitor, save_weights,
+    Checkpointer, EpochContext, MetricsLog, StepContext, TensorBoardObserver, TrainObserver, TrainOutcome,
+    TrainSummary, TrainView, Trainer, TwoViewBatches, atomic_write, knn_monitor, save_weights,
 };
 
 use crate::config::RunConfig;
@@ -58,6 +58,8 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<TrainSummary> {
         .with_checkpoints(Checkpointer::new(&out.checkpoints, t.keep_checkpoints)?);
     if primary {
         trainer = trainer.with_metrics(MetricsLog::append(&out.metrics)?);
+        // The same scalars for TensorBoard, in an event file beside metrics.jsonl.
+        trainer = trainer.with_observer(TensorBoardObserver::create(&out.dir)?);
     }
     if let Some(comm) = comm {
         trainer = trainer.with_communicator(comm);
