@@ -93,8 +93,7 @@ fn has_extension(path: &Path, extensions: &[String]) -> bool {
 
 /// Whether `file` is a video that the `video` feature reads frame by frame.
 fn is_video(file: &str) -> bool {
-    cfg!(feature = "video")
-        && file.rsplit_once('.').is_some_and(|(_, e)| crate::formats::is_video_extension(e))
+    cfg!(feature = "video") && crate::formats::is_video_file(file)
 }
 
 /// Decodes an image file to RGB.

@@ -26,6 +26,11 @@ pub fn is_video_extension(extension: &str) -> bool {
     VIDEO_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(extension))
 }
 
+/// Whether the file name `name` ends in one of [`VIDEO_EXTENSIONS`].
+pub(crate) fn is_video_file(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(_, e)| is_video_extension(e))
+}
+
 /// The extensions [`crate::ImageFolderOptions::default`] accepts: the still images, and the
 /// videos when the `video` feature reads them.
 pub(crate) fn default_extensions() -> Vec<String> {

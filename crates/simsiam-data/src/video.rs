@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::error::{DataError, Result};
-use crate::formats::{is_video_extension, lightly_frame_name};
+use crate::formats::{is_video_file, lightly_frame_name};
 
 /// One video of a folder: its path and how to find each frame.
 #[derive(Debug)]
@@ -117,9 +117,8 @@ pub(crate) fn expand(
     files: Vec<String>,
     skip_corrupt: bool,
 ) -> Result<(Vec<String>, Vec<Option<VideoFrame>>)> {
-    let is_video = |f: &str| f.rsplit_once('.').is_some_and(|(_, e)| is_video_extension(e));
     let probed: Vec<Option<Result<Video>>> =
-        files.par_iter().map(|f| is_video(f).then(|| probe(&root.join(f)))).collect();
+        files.par_iter().map(|f| is_video_file(f).then(|| probe(&root.join(f)))).collect();
     let (mut names, mut frames) = (Vec::with_capacity(files.len()), Vec::with_capacity(files.len()));
     for (file, probe) in files.into_iter().zip(probed) {
         match probe {
