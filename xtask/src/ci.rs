@@ -20,7 +20,7 @@ pub fn run(args: &[String]) -> Result<()> {
     // held to each lower level (`avx2`, then `portable`: no vector code of ours), so each
     // level this machine has is tested (a level above the CPU's runs as the CPU's). The last
     // step fuzzes every parser that reads a user's file for 3 s each (docs/reliability.md).
-    let steps: [Step; 7] = [
+    let steps: [Step; 9] = [
         (&["fmt", "--all", "--check"], &[]),
         (&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
         (&["test", "--workspace"], &[]),
@@ -28,6 +28,35 @@ pub fn run(args: &[String]) -> Result<()> {
         (&["test", "--workspace", "--test", "golden_step"], &[("SIMSIAM_WINOGRAD", "1")]),
         (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "avx2")]),
         (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "portable")]),
+        // Videos in image folders (FFmpeg's programs at run time): the lints, simsiam-data's
+        // own tests and the CLI's media test with the feature on.
+        (
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "simsiam/video",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        ),
+        (
+            &[
+                "test",
+                "--workspace",
+                "--features",
+                "simsiam/video",
+                "--lib",
+                "--test",
+                "media",
+                "--test",
+                "datasets",
+            ],
+            &[],
+        ),
         (&["xtask", "fuzz", "--seconds", "3"], &[]),
     ];
     let aarch64 = aarch64_installed();

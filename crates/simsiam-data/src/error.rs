@@ -39,6 +39,14 @@ pub enum DataError {
         /// The decoder's error.
         source: image::ImageError,
     },
+    /// A video could not be listed or a frame of it decoded (feature `video`).
+    #[error("{}: cannot read video: {reason}", path.display())]
+    Video {
+        /// The video file.
+        path: PathBuf,
+        /// What went wrong (FFmpeg's message).
+        reason: String,
+    },
     /// A directory holds no image with an accepted extension.
     #[error("{}: no images found (extensions {extensions})", path.display())]
     NoImages {

@@ -18,8 +18,9 @@ pub struct ImageFolderOptions {
     /// and skip the corrupt ones with a warning, instead of failing when they are read.
     /// (`false`: a corrupt image is an error naming it, when it is read.)
     pub skip_corrupt: bool,
-    /// Accepted extensions, lowercase, without the dot (`png`, `jpg`, `jpeg`); matched without
-    /// regard to case.
+    /// Accepted extensions, lowercase, without the dot; matched without regard to case.
+    /// (Lightly's still formats, [`crate::IMAGE_EXTENSIONS`], and with the `video` feature
+    /// its videos, [`crate::VIDEO_EXTENSIONS`].)
     pub extensions: Vec<String>,
 }
 
@@ -28,7 +29,7 @@ impl Default for ImageFolderOptions {
         Self {
             labels_from_subfolders: true,
             skip_corrupt: false,
-            extensions: ["png", "jpg", "jpeg"].map(str::to_owned).to_vec(),
+            extensions: crate::formats::default_extensions(),
         }
     }
 }
@@ -42,6 +43,8 @@ impl Default for ImageFolderOptions {
 /// other (its [`Sample::name`] is the lossy text). Files are chosen by extension before they
 /// are opened; other files (a README) and broken links are skipped, listed in
 /// [`ImageFolder::skipped`] and counted in one warning.
+/// With the `video` feature a video is one sample per frame, named as Lightly's `VideoDataset`
+/// names frames (`clip-07-mp4.png`, [`crate::lightly_frame_name`]); opening lists its frames.
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
     root: PathBuf,
@@ -50,6 +53,9 @@ pub struct ImageFolder {
     labels: Vec<Option<usize>>,
     classes: Vec<String>,
     skipped: Skipped,
+    /// For each sample, the video frame it is, if any.
+    #[cfg(feature = "video")]
+    frames: Vec<Option<crate::video::VideoFrame>>,
 }
 
 /// The entries of a folder that [`ImageFolder::open`] passed over, relative to its root.
@@ -164,6 +170,11 @@ fn warn_skipped(root: &Path, skipped: &Skipped, extensions: &[String]) {
     tracing::warn!("{}: skipped {}", root.display(), parts.join("; "));
 }
 
+/// Whether `file` is a video that the `video` feature reads frame by frame.
+fn is_video(file: &str) -> bool {
+    cfg!(feature = "video") && crate::formats::is_video_file(file)
+}
+
 /// Decodes an image file to RGB.
 fn decode(path: &Path) -> Result<image::RgbImage> {
     let reader =
@@ -196,16 +207,22 @@ impl ImageFolder {
         if options.skip_corrupt {
             let ok: Vec<bool> = named
                 .par_iter()
-                .map(|(_, p)| match decode(&root.join(p)) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        tracing::warn!("skipping unreadable image: {e}");
-                        false
-                    }
+                // Videos are checked when their frames are listed, below.
+                .map(|(name, p)| {
+                    is_video(name)
+                        || match decode(&root.join(p)) {
+                            Ok(_) => true,
+                            Err(e) => {
+                                tracing::warn!("skipping unreadable image: {e}");
+                                false
+                            }
+                        }
                 })
                 .collect();
             named = named.into_iter().zip(ok).filter_map(|(f, ok)| ok.then_some(f)).collect();
         }
+        #[cfg(feature = "video")]
+        let (named, frames) = crate::video::expand(&root, named, options.skip_corrupt)?;
         if named.is_empty() {
             return Err(DataError::NoImages { path: root, extensions: options.extensions.join(", ") });
         }
@@ -231,7 +248,16 @@ impl ImageFolder {
             })
             .collect();
         let classes = classes.iter().map(|c| c.to_string_lossy().into_owned()).collect();
-        Ok(Self { root, paths, names, labels, classes, skipped })
+        Ok(Self {
+            root,
+            paths,
+            names,
+            labels,
+            classes,
+            skipped,
+            #[cfg(feature = "video")]
+            frames,
+        })
     }
 
     /// The root directory.
@@ -240,7 +266,7 @@ impl ImageFolder {
     }
 
     /// The relative file names, `/`-separated (lossy where a name is not UTF-8), in sample
-    /// order.
+    /// order; a video frame's name is Lightly's.
     pub fn file_names(&self) -> &[String] {
         &self.names
     }
@@ -274,6 +300,14 @@ impl Dataset for ImageFolder {
 
     fn get(&self, index: usize) -> Result<Sample> {
         check_index(index, self.paths.len())?;
+        #[cfg(feature = "video")]
+        if let Some(frame) = &self.frames[index] {
+            return Ok(Sample {
+                image: frame.read()?,
+                label: self.labels[index],
+                name: self.names[index].clone(),
+            });
+        }
         let image = decode(&self.root.join(&self.paths[index]))?;
         Ok(Sample { image, label: self.labels[index], name: self.names[index].clone() })
     }

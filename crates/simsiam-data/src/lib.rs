@@ -4,8 +4,10 @@
 //!   [`Subset`] / [`DatasetExt::take`] to try a run on a few samples.
 //! - [`Cifar10`] and [`Cifar100`]: the binary CIFAR files, validated and held in memory as
 //!   `u8`, with labels and class names (CIFAR-100's coarse and fine).
-//! - [`ImageFolder`]: a folder of PNG/JPEG images read recursively in sorted order (Lightly's
-//!   `LightlyDataset`), labelled by first sub-folder, decoded lazily on the loader's workers.
+//! - [`ImageFolder`]: a folder of images (PNG, JPEG, BMP, PNM, TIFF, WebP, GIF) read
+//!   recursively in sorted order (Lightly's `LightlyDataset`), labelled by first sub-folder,
+//!   decoded lazily on the loader's workers; with the `video` feature, videos too, one sample
+//!   per frame named as Lightly names frames, decoded by the `ffmpeg` program.
 //! - [`download`]: CIFAR from the official URLs, a mirror or a local archive, streamed,
 //!   md5-checked, extracted safely into a temporary folder, verified, then renamed into place.
 //! - [`TwoViewLoader`]: shuffled batches of two augmented views as candle tensors
@@ -39,7 +41,10 @@ mod dataset;
 pub mod download;
 mod error;
 mod folder;
+mod formats;
 mod loader;
+#[cfg(feature = "video")]
+mod video;
 
 pub use cifar::{
     CIFAR_PIXELS, CIFAR_SIDE, CIFAR10_CLASSES, CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES, Cifar10,
@@ -49,6 +54,7 @@ pub use dataset::{Dataset, DatasetExt, Sample, Subset};
 pub use download::{DatasetSpec, FileSpec, fetch_cifar10, fetch_cifar100, fetch_dataset};
 pub use error::{DataError, Result};
 pub use folder::{ImageFolder, ImageFolderOptions, Skipped};
+pub use formats::{IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_video_extension, lightly_frame_name};
 pub use loader::{
     BatchTransform, Batches, EvalBatch, EvalConfig, EvalLoader, EvalTransform, LoaderConfig, TwoViewBatch,
     TwoViewLoader, epoch_permutation,

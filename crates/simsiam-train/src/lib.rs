@@ -7,7 +7,9 @@
 //! - [`Trainer`]: the loop over steps, returning a [`TrainOutcome`] (finished, or interrupted
 //!   by a signal after saving a checkpoint); around it [`TrainObserver`]s, one concern each: a
 //!   collapse monitor, a kNN monitor, a progress bar (feature `progress`), JSON-lines metrics
-//!   ([`MetricsLog`]) and atomic checkpoints ([`Checkpointer`]) with exact resume.
+//!   ([`MetricsLog`]), TensorBoard event files ([`TensorBoardObserver`], written by
+//!   [`tensorboard`] without TensorFlow) and atomic checkpoints ([`Checkpointer`]) with exact
+//!   resume.
 //! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
 //!   evaluation on frozen features ([`linear_eval`]), embedding export ([`write_embeddings_csv`]).
 //! - [`TwoViewBatches`]: the data interface, implemented for `simsiam-data`'s loader.
@@ -34,6 +36,7 @@ mod schedule;
 mod sgd;
 mod source;
 mod stepper;
+pub mod tensorboard;
 mod trainer;
 
 pub use checkpoint::{Checkpointer, TrainState, load_checkpoint, read_train_state, save_weights};
@@ -51,7 +54,9 @@ pub use metrics::{MetricEvent, MetricsLog, Rewound};
 pub use observer::{EpochContext, EpochStart, FirstStep, FitContext, StepContext, TrainObserver, TrainView};
 #[cfg(feature = "progress")]
 pub use observers::ProgressObserver;
-pub use observers::{CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver};
+pub use observers::{
+    CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver, TensorBoardObserver,
+};
 pub use outcome::{TrainOutcome, TrainSummary};
 pub use schedule::{CosineSchedule, scaled_lr};
 pub use sgd::{ParamGroup, Sgd, SgdConfig};

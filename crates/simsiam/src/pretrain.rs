@@ -9,8 +9,8 @@ use simsiam_models::Backbone;
 use simsiam_models::BatchStats;
 use simsiam_train::distributed::{Communicator, ShardedBatches, synced_batch_stats};
 use simsiam_train::{
-    Checkpointer, EpochContext, MetricsLog, StepContext, TrainObserver, TrainOutcome, TrainSummary,
-    TrainView, Trainer, TwoViewBatches, knn_monitor, save_weights,
+    Checkpointer, EpochContext, MetricsLog, StepContext, TensorBoardObserver, TrainObserver, TrainOutcome,
+    TrainSummary, TrainView, Trainer, TwoViewBatches, knn_monitor, save_weights,
 };
 
 use crate::config::RunConfig;
@@ -109,6 +109,8 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
     if primary {
         write_config(&out, run)?;
         trainer = trainer.with_metrics(MetricsLog::append(&out.metrics)?);
+        // The same scalars for TensorBoard, in an event file beside metrics.jsonl.
+        trainer = trainer.with_observer(TensorBoardObserver::create(&out.dir)?);
     }
     if let Some(comm) = comm {
         trainer = trainer.with_communicator(comm);

@@ -6,6 +6,7 @@ mod knn;
 mod metrics;
 #[cfg(feature = "progress")]
 mod progress;
+mod tensorboard;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -16,6 +17,7 @@ pub use metrics::MetricsObserver;
 #[cfg(feature = "progress")]
 pub use progress::ProgressObserver;
 use simsiam_models::Backbone;
+pub use tensorboard::TensorBoardObserver;
 
 use crate::Result;
 use crate::observer::TrainObserver;
