@@ -42,9 +42,11 @@ struct Plan {
     constant_from: usize,
 }
 
-/// How an epoch's steps ended.
+/// How an epoch's steps ended. An interruption at the epoch's last step completes the epoch
+/// (its record, its checkpoint) and then stops: resuming an epoch with no step left would log
+/// an empty epoch.
 enum EpochEnd {
-    Completed { loss: f32, lr: f64, seconds: f64 },
+    Completed { loss: f32, lr: f64, seconds: f64, interrupted: bool },
     Interrupted,
 }
 
@@ -237,7 +239,8 @@ impl<B: Backbone> Trainer<B> {
         let (mut last_loss, mut knn_top1) = (f32::NAN, None);
         while self.stepper.state.epoch < until {
             let epoch = self.stepper.state.epoch;
-            let EpochEnd::Completed { loss, lr, seconds } = self.train_epoch(data, &plan)? else {
+            let EpochEnd::Completed { loss, lr, seconds, interrupted } = self.train_epoch(data, &plan)?
+            else {
                 self.observers.each(|o| o.on_interrupt(&self.stepper.view()))?;
                 return Ok(TrainOutcome::Interrupted(self.summary(last_loss, knn_top1)));
             };
@@ -247,6 +250,10 @@ impl<B: Backbone> Trainer<B> {
                 EpochContext { epoch, epochs, step, loss, lr, seconds, collapse: 0.0, knn_top1: None };
             self.observers.each(|o| o.on_epoch_end(&mut ctx, &self.stepper.view()))?;
             (last_loss, knn_top1) = (ctx.loss, ctx.knn_top1.or(knn_top1));
+            if interrupted && self.stepper.state.epoch < until {
+                self.observers.each(|o| o.on_interrupt(&self.stepper.view()))?;
+                return Ok(TrainOutcome::Interrupted(self.summary(last_loss, knn_top1)));
+            }
         }
         self.observers.each(|o| o.on_fit_end(&self.stepper.view()))?;
         Ok(TrainOutcome::Finished(self.summary(last_loss, knn_top1)))
@@ -261,6 +268,7 @@ impl<B: Backbone> Trainer<B> {
         self.observers.each(|o| o.on_epoch_start(&start, &self.stepper.view()))?;
         let mut meter = EpochMeter::start();
         let mut lr = plan.schedule.lr(0);
+        let mut interrupted = false;
         for batch in data.batches(epoch as u64, done)? {
             let (x0, x1) = batch?;
             lr = plan.schedule.lr(match self.config.schedule_step {
@@ -291,10 +299,13 @@ impl<B: Backbone> Trainer<B> {
                 meter.restart_interval();
             }
             if out.interrupted {
-                return Ok(EpochEnd::Interrupted);
+                if step < (epoch + 1) * per_epoch {
+                    return Ok(EpochEnd::Interrupted);
+                }
+                interrupted = true; // at the epoch's last step
             }
         }
-        Ok(EpochEnd::Completed { loss: meter.epoch_loss(), lr, seconds: meter.seconds() })
+        Ok(EpochEnd::Completed { loss: meter.epoch_loss(), lr, seconds: meter.seconds(), interrupted })
     }
 
     /// The data's batches per epoch, which must be those of the checkpoint resumed from.

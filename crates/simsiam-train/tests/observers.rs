@@ -99,3 +99,35 @@ fn an_interruption_ends_the_events_and_the_fit_with_an_outcome() -> Result<()> {
     assert_eq!(*events.lock().expect("lock"), expected);
     Ok(())
 }
+
+/// Sets the trainer's interrupt flag during step `at`, as a signal handler would; the trainer
+/// sees it at the next step.
+struct InterruptAfter(usize, Arc<std::sync::atomic::AtomicBool>);
+
+impl TrainObserver<ResNet> for InterruptAfter {
+    fn on_step(&mut self, ctx: &mut StepContext<'_>, _: &TrainView<'_, ResNet>) -> Result<()> {
+        if ctx.step == self.0 {
+            self.1.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// An interruption at an epoch's last step completes that epoch (its record and checkpoint)
+/// before stopping, so the resumed run starts the next epoch instead of an empty one.
+#[test]
+fn an_interruption_at_an_epochs_last_step_completes_the_epoch() -> Result<()> {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let t = trainer(config(3))?;
+    let flag = t.interrupt_flag();
+    let mut t = t.with_observer(InterruptAfter(2, flag)).with_observer(Recorder(events.clone()));
+    match t.fit(&data())? {
+        TrainOutcome::Interrupted(summary) => assert_eq!((summary.epochs, summary.steps), (1, 3)),
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    let seen = events.lock().expect("lock").clone();
+    let tail: Vec<&str> = seen.iter().rev().take(2).rev().map(String::as_str).collect();
+    assert_eq!(tail, ["end 0 knn None", "interrupted at 3"], "{seen:?}");
+    assert_eq!(t.state().epoch, 1, "the epoch is counted");
+    Ok(())
+}
