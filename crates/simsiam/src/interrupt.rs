@@ -64,6 +64,9 @@ impl Signal {
     /// SIGINT, what Ctrl-C sends.
     pub const INTERRUPT: Self = Self(2);
 
+    /// SIGTERM, what `kill`, `timeout`, Slurm and Kubernetes send.
+    pub const TERMINATE: Self = Self(15);
+
     /// Its number (2, 15, 1).
     pub fn number(self) -> i32 {
         self.0
@@ -150,6 +153,23 @@ impl fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+/// `simsiam pretrain --gpus N` stopped by a signal, which the launcher passed on to every rank
+/// (each saved its checkpoint and stopped as [`Interrupted`]): the launcher exits with
+/// [`Signal::exit_code`] too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The signal.
+    pub signal: Signal,
+}
+
+impl fmt::Display for Forwarded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stopped by {}, passed on to every rank: rerun with --resume", self.signal)
+    }
+}
+
+impl std::error::Error for Forwarded {}
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::config::{DeviceKind, RunConfig};
+use crate::interrupt::{Forwarded, Interrupt, Signal};
 use crate::run::OutputPaths;
 use crate::run_folder::check_run_folder;
 
@@ -110,6 +111,9 @@ pub fn launch(gpus: usize, args: &[String], run_dir: &Path) -> Result<()> {
         }
         _ => {}
     }
+    // A signal to the launcher (Slurm's SIGTERM, a `kill`) is passed on to every rank, so each
+    // saves its checkpoint at the next step and stops.
+    let interrupt = Interrupt::install()?;
     let exe = std::env::current_exe().context("cannot find this binary to re-execute it")?;
     let mut children: Vec<Child> = Vec::with_capacity(gpus);
     for rank in 0..gpus {
@@ -128,7 +132,7 @@ pub fn launch(gpus: usize, args: &[String], run_dir: &Path) -> Result<()> {
             }
         }
     }
-    wait_all(children)
+    wait_all(children, || interrupt.signal())
 }
 
 fn stop(children: &mut [Child]) {
@@ -139,25 +143,54 @@ fn stop(children: &mut [Child]) {
     }
 }
 
-/// Polls the ranks; the first failure stops the rest.
-fn wait_all(mut children: Vec<Child>) -> Result<()> {
+/// Polls the ranks; the first failure stops the rest. Once `signal` reports one, it is passed
+/// on to every rank still running, the ranks are waited for, and the result is [`Forwarded`].
+fn wait_all(mut children: Vec<Child>, signal: impl Fn() -> Option<Signal>) -> Result<()> {
     let mut done = vec![false; children.len()];
+    let mut forwarded = None;
     while done.iter().any(|d| !d) {
+        if let (None, Some(s)) = (forwarded, signal()) {
+            for (c, _) in children.iter_mut().zip(&done).filter(|(_, d)| !**d) {
+                pass_on(c, s);
+            }
+            forwarded = Some(s);
+        }
         for (rank, c) in children.iter_mut().enumerate() {
             if done[rank] {
                 continue;
             }
             if let Some(status) = c.try_wait().context("cannot wait for a rank")? {
                 done[rank] = true;
-                if !status.success() {
+                // After a signal, ranks stop with 128 + it: that is no failure.
+                if !status.success() && forwarded.is_none() {
                     stop(&mut children);
                     bail!("rank {rank} failed ({status}); the other ranks were stopped");
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
+    match forwarded {
+        Some(signal) => Err(Forwarded { signal }.into()),
+        None => Ok(()),
+    }
+}
+
+/// Sends `signal` to the rank `child`.
+#[cfg(unix)]
+fn pass_on(child: &Child, signal: Signal) {
+    use nix::sys::signal::{Signal as NixSignal, kill};
+    use nix::unistd::Pid;
+    if let (Ok(pid), Ok(s)) = (i32::try_from(child.id()), NixSignal::try_from(signal.number())) {
+        // A rank that has just exited is no error.
+        let _ = kill(Pid::from_raw(pid), s);
+    }
+}
+
+/// Stops the rank `child` (no signals to pass on here).
+#[cfg(not(unix))]
+fn pass_on(child: &mut Child, _: Signal) {
+    let _ = child.kill();
 }
 
 /// Rank 0: writes `bytes` to `path` atomically (a reader never sees half an id).
@@ -198,6 +231,36 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    /// A signal to the launcher reaches every rank: two stand-in ranks (`sleep 30`) stop at
+    /// once, and the launcher reports the signal, for its 128 + signal exit.
+    #[cfg(unix)]
+    #[test]
+    fn a_signal_is_passed_on_to_every_rank() -> Result<()> {
+        let spawn = || Command::new("sleep").arg("30").spawn().context("sleep");
+        let children = vec![spawn()?, spawn()?];
+        let start = Instant::now();
+        let err = wait_all(children, || Some(Signal::TERMINATE)).expect_err("a forwarded signal");
+        let forwarded = err.downcast_ref::<Forwarded>().expect("Forwarded");
+        assert_eq!((forwarded.signal, forwarded.signal.exit_code()), (Signal::TERMINATE, 143));
+        assert!(start.elapsed() < Duration::from_secs(10), "the ranks did not get the signal");
+        Ok(())
+    }
+
+    /// Without a signal, a failing rank still stops the others.
+    #[cfg(unix)]
+    #[test]
+    fn a_failing_rank_stops_the_others() -> Result<()> {
+        let children = vec![
+            Command::new("sleep").arg("30").spawn().context("sleep")?,
+            Command::new("false").spawn().context("false")?,
+        ];
+        let start = Instant::now();
+        let err = wait_all(children, || None).expect_err("a failed rank");
+        assert!(err.to_string().contains("rank 1 failed"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        Ok(())
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> =

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use simsiam::config::{DatasetKind, RunConfig};
-use simsiam::interrupt::Interrupted;
+use simsiam::interrupt::{Forwarded, Interrupted};
 use simsiam::{evaluate, launch, pretrain, run};
 use simsiam_models::kernels::{KernelOptions, keep_freed_memory, set_kernel_options};
 
@@ -339,12 +339,16 @@ fn main() -> ExitCode {
     match install_kernel_options().and_then(|()| run(Cli::parse())) {
         Ok(()) => ExitCode::SUCCESS,
         // Stopped by a signal, the checkpoint saved: 128 plus the signal, as a shell reports it.
-        Err(e) => match e.downcast_ref::<Interrupted>() {
-            Some(stopped) => {
+        Err(e) => match (e.downcast_ref::<Interrupted>(), e.downcast_ref::<Forwarded>()) {
+            (Some(stopped), _) => {
                 eprintln!("{stopped}");
                 ExitCode::from(stopped.signal.exit_code())
             }
-            None => {
+            (_, Some(stopped)) => {
+                eprintln!("{stopped}");
+                ExitCode::from(stopped.signal.exit_code())
+            }
+            _ => {
                 eprintln!("error: {}", simsiam::error_line(&e));
                 ExitCode::FAILURE
             }
