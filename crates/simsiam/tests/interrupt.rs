@@ -11,29 +11,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mod common;
-use common::{simsiam, stderr};
+use common::{fake_cifar, simsiam, stderr};
 
 /// Epochs of every run here: enough steps after the first epoch that a signal sent then lands
 /// well before the end.
 const EPOCHS: usize = 6;
-
-/// A CIFAR-10-format folder: 5 train batches and a test batch of `n` records each.
-fn fake_cifar(root: &Path, n: usize) -> PathBuf {
-    let dir = root.join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let files =
-        ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"];
-    for (f, name) in files.iter().enumerate() {
-        let mut bytes = Vec::with_capacity(n * 3073);
-        for i in 0..n {
-            let label = (i % 10) as u8;
-            bytes.push(label);
-            bytes.extend((0..3072).map(|p| ((p * (label as usize + 1) + i * 7 + f * 13) % 251) as u8));
-        }
-        std::fs::write(dir.join(format!("{name}.bin")), bytes).expect("write batch");
-    }
-    root.to_owned()
-}
 
 /// `pretrain` of a narrow ResNet on `data` into `out`: 200 images, 12 steps per epoch, every
 /// step logged, kNN after the last epoch only.
