@@ -52,7 +52,7 @@ impl Isa {
     /// The level the kernels use now: the detected one, capped by
     /// [`KernelOptions::max_isa`].
     pub fn active() -> Isa {
-        Isa::detected().min(kernel_options().max_isa)
+        Isa::detected().min(installed_max_isa())
     }
 
     /// The levels this CPU can run, lowest first (each can be forced for tests and benchmarks).
@@ -177,12 +177,11 @@ fn store(options: KernelOptions) {
 pub fn kernel_options() -> KernelOptions {
     #[cfg(test)]
     test_options_from_env();
-    let max_isa = Isa::ALL.into_iter().find(|&i| i as u8 == MAX_ISA.load(Ordering::Relaxed));
     let winograd = [Winograd::Auto, Winograd::Off, Winograd::Always]
         .into_iter()
         .find(|&w| w as u8 == WINOGRAD.load(Ordering::Relaxed));
     KernelOptions {
-        max_isa: max_isa.unwrap_or(Isa::Portable),
+        max_isa: installed_max_isa(),
         winograd: winograd.unwrap_or_default(),
         stock: STOCK.load(Ordering::Relaxed) == 1,
         conv_columns: CONV_COLUMNS.load(Ordering::Relaxed),
@@ -199,6 +198,14 @@ fn test_options_from_env() {
         Ok(options) => store(options),
         Err(e) => panic!("{e}"),
     });
+}
+
+/// The installed [`KernelOptions::max_isa`]: one atomic load, as every matrix tile asks.
+fn installed_max_isa() -> Isa {
+    #[cfg(test)]
+    test_options_from_env();
+    let stored = MAX_ISA.load(Ordering::Relaxed);
+    Isa::ALL.into_iter().find(|&i| i as u8 == stored).unwrap_or(Isa::Portable)
 }
 
 /// Whether our AVX2/FMA code may run now: the CPU has it and the options allow it.

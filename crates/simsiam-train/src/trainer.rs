@@ -189,10 +189,16 @@ impl<B: Backbone> Trainer<B> {
         match first_damage {
             Some(e) => Err(e),
             None => {
-                self.resumed_at = Some(self.stepper.state.step); // nothing to resume: a fresh start
+                self.start_afresh();
                 Ok(None)
             }
         }
+    }
+
+    /// Nothing to resume from: the next fit starts at the current step and brings the metrics
+    /// file back to it (dropping what an attempt stopped before its first checkpoint logged).
+    pub fn start_afresh(&mut self) {
+        self.resumed_at = Some(self.stepper.state.step);
     }
 
     /// Loads the checkpoint at `path`: weights, running statistics, momentum and state.

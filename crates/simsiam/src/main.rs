@@ -339,19 +339,19 @@ fn main() -> ExitCode {
     match install_kernel_options().and_then(|()| run(Cli::parse())) {
         Ok(()) => ExitCode::SUCCESS,
         // Stopped by a signal, the checkpoint saved: 128 plus the signal, as a shell reports it.
-        Err(e) => match (e.downcast_ref::<Interrupted>(), e.downcast_ref::<Forwarded>()) {
-            (Some(stopped), _) => {
-                eprintln!("{stopped}");
-                ExitCode::from(stopped.signal.exit_code())
+        Err(e) => {
+            let stopped = (e.downcast_ref::<Interrupted>().map(|s| (s.to_string(), s.signal)))
+                .or_else(|| e.downcast_ref::<Forwarded>().map(|s| (s.to_string(), s.signal)));
+            match stopped {
+                Some((message, signal)) => {
+                    eprintln!("{message}");
+                    ExitCode::from(signal.exit_code())
+                }
+                None => {
+                    eprintln!("error: {}", simsiam::error_line(&e));
+                    ExitCode::FAILURE
+                }
             }
-            (_, Some(stopped)) => {
-                eprintln!("{stopped}");
-                ExitCode::from(stopped.signal.exit_code())
-            }
-            _ => {
-                eprintln!("error: {}", simsiam::error_line(&e));
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }

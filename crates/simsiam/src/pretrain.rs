@@ -94,8 +94,7 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
         RunStart::Fresh if resume => {
             // Nothing to resume: the metrics of an attempt stopped before its first
             // checkpoint are brought back to step 0.
-            let none = trainer.resume_newest_of(&[])?;
-            debug_assert!(none.is_none());
+            trainer.start_afresh();
             eprintln!("no checkpoint in {}: starting a new run", out.checkpoints.display())
         }
         RunStart::Fresh => {}
