@@ -11,7 +11,7 @@
 #   SKIP_PIP=1         reuse an existing venv without calling pip
 #   CHECK_NCCL=1       also `cargo check --release -p simsiam-train --features nccl`
 #
-# What it does:
+# What it does (steps 1 and 2 are scripts/cuda-env.sh, which exports the environment):
 #   1. creates a venv and installs the pinned CUDA 13.0.x wheels (nvcc, crt, nvvm, runtime, cccl,
 #      cublas, curand, nvrtc; cudnn 9.21 and nccl 2.30 for the cudnn and nccl features);
 #   2. assembles a CUDA_ROOT ($VENV/cuda) that looks like a toolkit to cudarc's and cudaforge's
@@ -21,99 +21,26 @@
 #      libcuda.so.1 of the NVIDIA driver is loaded instead, as the stub's soname says);
 #   3. runs `cargo build --release -p simsiam --features <f>` for each feature set.
 set -euo pipefail
-
-VENV="${1:-/work/cuda-venv}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="${PYTHON:-python3}"
 FEATURES="${FEATURES:-cuda cudnn}"
-
-# Pinned CUDA 13.0 wheels. nvidia-cuda-nvcc depends on nvidia-cuda-crt and nvidia-nvvm without
-# an upper bound, so both are pinned here, or pip pulls the newest (13.5) next to a 13.0 nvcc.
-WHEELS=(
-    "nvidia-cuda-nvcc==13.0.88"
-    "nvidia-cuda-crt==13.0.88"
-    "nvidia-nvvm==13.0.88"
-    "nvidia-cuda-runtime==13.0.96"
-    "nvidia-cuda-cccl==13.0.85"
-    "nvidia-cuda-nvrtc==13.0.88"
-    "nvidia-cublas==13.0.2.14"
-    "nvidia-curand==10.4.0.35"
-    "nvidia-cudnn-cu13==9.21.1.3"   # cudarc 0.19's `cudnn` feature binds the cuDNN 9.21 API
-    "nvidia-nccl-cu13==2.30.7"     # cudarc 0.19's `nccl` feature binds the NCCL 2.30 API
-)
-
-log() { printf '[cuda-build %(%H:%M:%S)T] %s\n' -1 "$*"; }
-
-if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating venv $VENV"
-    "$PY" -m venv "$VENV"
-fi
-if [[ "${SKIP_PIP:-0}" != 1 ]]; then
-    log "installing ${WHEELS[*]}"
-    "$VENV/bin/pip" install --disable-pip-version-check --no-cache-dir "${WHEELS[@]}"
-fi
-
-NV="$("$VENV/bin/python" -c 'import nvidia; print(list(nvidia.__path__)[0])')"
-CU="$NV/cu13"
-[[ -x "$CU/bin/nvcc" ]] || { echo "no nvcc under $CU/bin: did the wheels install?" >&2; exit 1; }
-
-# --- 2. a toolkit-shaped CUDA_ROOT -------------------------------------------------------------
-CUDA_ROOT="$VENV/cuda"
-rm -rf "$CUDA_ROOT"
-mkdir -p "$CUDA_ROOT/lib/stubs" "$CUDA_ROOT/include"
-ln -s "$CU/bin" "$CUDA_ROOT/bin"
-ln -s "$CU/nvvm" "$CUDA_ROOT/nvvm"
-for inc in "$CU/include" "$NV/cudnn/include" "$NV/nccl/include"; do
-    [[ -d "$inc" ]] || continue
-    for f in "$inc"/*; do ln -sfn "$f" "$CUDA_ROOT/include/$(basename "$f")"; done
-done
-# Unversioned names for the linker (-lcudart -lnvrtc -lcublas -lcublasLt -lcurand -lcudnn -lnccl).
-for lib in "$CU"/lib/lib*.so.* "$NV"/cudnn/lib/lib*.so.* "$NV"/nccl/lib/lib*.so.*; do
-    [[ -e "$lib" ]] || continue
-    base="$(basename "$lib")"
-    ln -sfn "$lib" "$CUDA_ROOT/lib/$base"
-    ln -sfn "$lib" "$CUDA_ROOT/lib/${base%%.so.*}.so"
-done
-for lib in "$CU"/lib/*.a; do ln -sfn "$lib" "$CUDA_ROOT/lib/$(basename "$lib")"; done
-
-# The driver stub: every cu* symbol cudarc's driver bindings reference, each returning
-# CUDA_ERROR_STUB_LIBRARY (34), under the soname of the real driver library.
-log "fetching crates to find cudarc's driver bindings"
-(cd "$ROOT" && cargo fetch --quiet)
-CUDARC_SYS="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.*/src/driver/sys/mod.rs | sort -V | tail -n 1)"
-[[ -f "$CUDARC_SYS" ]] || { echo "cudarc's driver bindings not found" >&2; exit 1; }
-STUB_C="$CUDA_ROOT/lib/stubs/cuda_stub.c"
-grep -oE '^pub unsafe fn cu[A-Za-z0-9_]+' "$CUDARC_SYS" | awk '{print $4}' | sort -u \
-    | awk '{printf "int %s(void) { return 34; }\n", $1}' > "$STUB_C"
-cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$CUDA_ROOT/lib/stubs/libcuda.so" "$STUB_C"
-log "driver stub: $(wc -l < "$STUB_C") symbols from $CUDARC_SYS"
-
-export CUDA_ROOT CUDA_PATH="$CUDA_ROOT" CUDA_HOME="$CUDA_ROOT" CUDA_TOOLKIT_ROOT_DIR="$CUDA_ROOT"
-export NVCC="$CUDA_ROOT/bin/nvcc"
-export PATH="$CUDA_ROOT/bin:$PATH"
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
-export NVCC_CCBIN="${NVCC_CCBIN:-$(command -v g++)}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/cuda}"
-# The linker needs the stub only to resolve symbols; the binary records libcuda.so.1.
-export RUSTFLAGS="${RUSTFLAGS:-} -L native=$CUDA_ROOT/lib -L native=$CUDA_ROOT/lib/stubs"
-"$NVCC" --version | tail -n 2
+# shellcheck source=cuda-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cuda-env.sh" "${1:-/work/cuda-venv}"
 
 # --- 3. build ----------------------------------------------------------------------------------
 cd "$ROOT"
 for f in $FEATURES; do
-    log "cargo build --release -p simsiam --features $f (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    cuda_log "cargo build --release -p simsiam --features $f (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
     start=$SECONDS
     cargo build --release -p simsiam --features "$f"
-    log "features $f: built in $((SECONDS - start)) s"
+    cuda_log "features $f: built in $((SECONDS - start)) s"
 done
 if [[ "${CHECK_NCCL:-0}" == 1 ]]; then
     # --release shares the build scripts' outputs (candle's PTX) with the builds above.
-    log "cargo check --release -p simsiam-train --features nccl"
+    cuda_log "cargo check --release -p simsiam-train --features nccl"
     start=$SECONDS
     cargo check --release -p simsiam-train --features nccl
-    log "nccl: checked in $((SECONDS - start)) s"
+    cuda_log "nccl: checked in $((SECONDS - start)) s"
 fi
 BIN="$CARGO_TARGET_DIR/release/simsiam"
-log "done: $BIN"
-log "run it with: LD_LIBRARY_PATH=$CU/lib:$NV/cudnn/lib:$NV/nccl/lib $BIN pretrain --device cuda ..."
+cuda_log "done: $BIN"
+cuda_log "run it with: LD_LIBRARY_PATH=$CU/lib:$NV/cudnn/lib:$NV/nccl/lib $BIN pretrain --device cuda ..."
 ldd "$BIN" | grep -E 'cuda|cublas|curand|nvrtc|cudnn|nccl' || true

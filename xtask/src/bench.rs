@@ -21,7 +21,7 @@ use report::Header;
 pub use cmd::{Cmd, quote};
 pub use python::{Python, find_python};
 
-use crate::{cargo, project_root, take_features};
+use crate::{cargo, check_nvcc, project_root, take_features};
 
 pub const USAGE: &str = "\
 \x20 bench              ours beside PyTorch/Lightly; writes target/bench/<kind>-<time>.{json,md}
@@ -89,6 +89,7 @@ fn parse_one<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T> {
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
         let (features, args) = take_features(args)?;
+        check_nvcc(features.as_deref())?;
         let args = &args[..];
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let mut o = Options {

@@ -7,6 +7,7 @@ mod gpu_check;
 mod pretrain_cifar;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{Result, bail};
 
@@ -71,6 +72,33 @@ pub fn take_features(args: &[String]) -> Result<(Option<String>, Vec<String>)> {
     Ok(((!list.is_empty()).then_some(list), rest))
 }
 
+/// Whether `features` (a comma-separated list, crate prefixes allowed) builds candle's CUDA
+/// kernels, which nvcc compiles.
+pub fn needs_nvcc(features: &str) -> bool {
+    features
+        .split(',')
+        .map(|f| f.rsplit('/').next().unwrap_or(f).trim())
+        .any(|f| matches!(f, "cuda" | "cudnn" | "nccl"))
+}
+
+/// Refuses, before cargo starts, a CUDA build that would stop minutes later in a build script
+/// for want of nvcc.
+pub fn check_nvcc(features: Option<&str>) -> Result<()> {
+    if !features.is_some_and(needs_nvcc) {
+        return Ok(());
+    }
+    let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".to_owned());
+    match Command::new(&nvcc).arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => bail!(
+            "the features {} compile candle's CUDA kernels with nvcc, and `{nvcc} --version` \
+             failed: install the CUDA toolkit, or run `source scripts/cuda-env.sh` (NVIDIA's \
+             wheels from PyPI, no GPU needed; see docs/cuda.md) and try again",
+            features.unwrap_or_default()
+        ),
+    }
+}
+
 /// The `cargo` that runs us, so toolchain overrides carry through.
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
@@ -118,6 +146,8 @@ mod tests {
         assert_eq!((f, rest), (None, args("--preset satellite")));
         assert!(take_features(&args("--features")).is_err());
         assert!(take_features(&args("--features --help")).is_err());
+        assert!(needs_nvcc("cuda,cudnn") && needs_nvcc("mkl, simsiam/nccl") && needs_nvcc("cudnn"));
+        assert!(!needs_nvcc("mkl") && !needs_nvcc("metal,video") && !needs_nvcc("cudaish"));
         Ok(())
     }
 }

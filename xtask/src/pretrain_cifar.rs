@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, project_root, take_features};
+use crate::{cargo, check_nvcc, project_root, take_features};
 
 /// Where the tasks keep CIFAR-10 unless told otherwise.
 fn default_data_dir() -> PathBuf {
@@ -25,6 +25,7 @@ struct Options {
 /// `simsiam`.
 fn parse(args: &[String]) -> Result<Options> {
     let (features, args) = take_features(args)?;
+    check_nvcc(features.as_deref())?;
     let mut options = Options { from: None, data: default_data_dir(), features, rest: Vec::new() };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
