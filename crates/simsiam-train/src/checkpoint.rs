@@ -32,7 +32,7 @@ use crate::fs::atomic_write;
 use crate::online_probe::PROBE_PREFIX;
 use crate::{Result, Sgd, TrainError};
 
-const STATE_KEY: &str = "simsiam.train_state";
+pub(crate) const STATE_KEY: &str = "simsiam.train_state";
 const CHECKSUM_KEY: &str = "simsiam.checksum";
 const MODEL_PREFIX: &str = "model.";
 const MOMENTUM_PREFIX: &str = "optim.momentum.";

@@ -25,6 +25,7 @@ mod embeddings;
 mod error;
 mod features;
 mod fs;
+mod init_weights;
 mod knn;
 mod linear_eval;
 mod meter;
@@ -51,6 +52,7 @@ pub use embeddings::{
 pub use error::{Result, TrainError};
 pub use features::{Features, extract_features};
 pub use fs::atomic_write;
+pub use init_weights::{InitSource, load_init_weights, save_backbone_torchvision};
 pub use knn::{KnnConfig, KnnResult, accuracy, knn_classify, knn_scores, l2_normalize};
 pub use linear_eval::{LinearEvalConfig, LinearEvalResult, linear_eval};
 pub use metrics::{MetricEvent, MetricsLog, Rewound};
