@@ -37,8 +37,8 @@ fn images(n: usize, seed: u64) -> Result<(Tensor, Tensor, Vec<usize>)> {
     let view = |rng: &mut ChaCha8Rng| -> Result<Tensor> {
         let mut v = Vec::with_capacity(n * 3 * 64);
         for &l in &labels {
-            for c in 0..3 {
-                v.extend((0..64).map(|_| COLOURS[l][c] + 0.5 * (rng.random::<f32>() - 0.5)));
+            for &channel in &COLOURS[l] {
+                v.extend((0..64).map(|_| channel + 0.5 * (rng.random::<f32>() - 0.5)));
             }
         }
         Ok(Tensor::from_vec(v, (n, 3, 8, 8), &Device::Cpu)?)
