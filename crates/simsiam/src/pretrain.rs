@@ -57,7 +57,17 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
     // code's SyncBatchNorm does.
     let comm = rank.as_ref().map(|r| communicator(r, &device)).transpose()?;
     let batch_stats = comm.clone().map_or(BatchStats::Local, synced_batch_stats);
-    let (model, varmap) = build_model_with_batch_stats(run, &device, batch_stats)?;
+    // A resumed run's checkpoint holds every weight: the weights it started from (model.init)
+    // are not read again, and may be gone.
+    let model_run = match &start {
+        RunStart::Resume(_) => {
+            let mut model_run = run.clone();
+            model_run.model.init = std::path::PathBuf::new();
+            std::borrow::Cow::Owned(model_run)
+        }
+        RunStart::Fresh => std::borrow::Cow::Borrowed(run),
+    };
+    let (model, varmap) = build_model_with_batch_stats(&model_run, &device, batch_stats)?;
     let t = &run.train;
     let config = run.trainer_config();
     let run_json = serde_json::to_value(run).context("cannot store the config")?;

@@ -7,7 +7,7 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 
 mod common;
-use common::{error_line, fake_cifar, simsiam, stderr, strs, tiny_run_args};
+use common::{error_line, fake_cifar, simsiam, stderr, strs, succeed, tiny_run_args};
 
 /// The epoch lines of a run's metrics.
 fn epoch_lines(run: &Path) -> Vec<String> {
@@ -59,6 +59,34 @@ fn auto_trains_a_probe_on_labelled_data_and_false_does_not() {
     let run = simsiam(&strs(&args));
     assert!(run.status.success(), "pretrain failed: {}", stderr(&run));
     assert!(epoch_lines(&off).iter().all(|l| !l.contains("probe_")), "{:?}", epoch_lines(&off));
+
+    // Evaluation from `model.init` without a checkpoint gives the checkpoint's numbers.
+    let latest = |run: &Path| {
+        std::fs::read_dir(run.join("checkpoints"))
+            .expect("checkpoints")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .max()
+            .expect("a checkpoint")
+            .display()
+            .to_string()
+    };
+    let from_checkpoint = succeed(&["eval", "knn", "--checkpoint", &latest(&out)]);
+    let weights = out.join("model.safetensors");
+    let tiny_model = &tiny_run_args(&data, "unused")[1..];
+    let init = format!("model.init={}", weights.display());
+    let eval =
+        [vec!["eval".to_owned(), "knn".to_owned()], tiny_model.to_vec(), vec!["--set".into(), init]].concat();
+    assert_eq!(succeed(&strs(&eval)), from_checkpoint);
+
+    // Once a run started from weights has a checkpoint, it no longer reads them.
+    let moved = tmp.path().join("moved.safetensors");
+    std::fs::rename(&weights, &moved).expect("move the weights away");
+    succeed(&["eval", "knn", "--checkpoint", &latest(&off)]);
+    let more = [args, vec!["--set".into(), "train.epochs=3".into(), "--resume".into()]].concat();
+    let resumed = simsiam(&strs(&more));
+    assert!(resumed.status.success(), "resume failed: {}", stderr(&resumed));
+    let line = error_line(&simsiam(&strs(&eval)));
+    assert!(line.contains(&weights.display().to_string()), "{line}");
 }
 
 #[test]
