@@ -182,3 +182,43 @@ fn the_probe_survives_a_checkpoint_and_old_checkpoints_still_load() -> Result<()
     assert!(e.contains("online probe") && e.contains("classification_head"), "{e}");
     Ok(())
 }
+
+#[test]
+fn data_parallel_ranks_keep_their_probes_in_step() -> Result<()> {
+    use std::sync::Arc;
+
+    use simsiam_train::distributed::{Communicator, LocalCommunicator, ShardedBatches};
+
+    let dir = tempfile::tempdir().map_err(|e| TrainError::io("tempdir", e))?;
+    let group = LocalCommunicator::group(2)?;
+    let probes: Vec<Result<_>> = std::thread::scope(|s| {
+        let handles: Vec<_> = group
+            .into_iter()
+            .map(|comm| {
+                let dir = dir.path();
+                s.spawn(move || -> Result<_> {
+                    let (rank, world) = (comm.rank(), comm.world_size());
+                    let mut t = trainer(config(1))?
+                        .with_online_probe(CLASSES, None)?
+                        .with_communicator(Arc::new(comm))
+                        .with_checkpoints(Checkpointer::new(dir, 2)?);
+                    finished(t.fit(&ShardedBatches::new(coloured(), rank, world)?)?);
+                    probe_weights(t.online_probe().expect("probe").varmap())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(TrainError::Config("panic".into()))))
+            .collect()
+    });
+    let probes: Vec<_> = probes.into_iter().collect::<Result<_>>()?;
+    // Averaged gradients: each rank's probe saw half of every batch, and all end equal.
+    assert!(probes[0] == probes[1], "the ranks' probes drifted apart");
+    // Rank 0's checkpoint holds the probe.
+    let mut resumed = trainer(config(1))?.with_online_probe(CLASSES, None)?;
+    let latest = Checkpointer::new(dir.path(), 2)?.latest()?.expect("a checkpoint");
+    resumed.resume_from(&latest)?;
+    assert!(probe_weights(resumed.online_probe().expect("probe").varmap())? == probes[0]);
+    Ok(())
+}
