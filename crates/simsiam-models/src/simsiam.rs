@@ -6,10 +6,13 @@ use candle_nn::VarBuilder;
 
 use crate::{Backbone, PredictionHead, PredictionHeadConfig, ProjectionHead, ProjectionHeadConfig};
 
-/// The outputs of one view: its projection `z`, detached (the stop-gradient), and its
-/// prediction `p`.
+/// The outputs of one view: its backbone features `f`, its projection `z`, detached (the
+/// stop-gradient), and its prediction `p`.
 #[derive(Debug, Clone)]
 pub struct ViewOutput {
+    /// The backbone features `f(x)`, differentiable (detach them to read them without training
+    /// the backbone, as an online linear probe does).
+    pub f: Tensor,
     /// The projection `z = g(f(x))`, detached from the graph.
     pub z: Tensor,
     /// The prediction `p = h(z)`, differentiable.
@@ -19,6 +22,8 @@ pub struct ViewOutput {
 /// The outputs of two views, ready for `simsiam_loss::symmetric_loss(p0, z1, p1, z0)`.
 #[derive(Debug, Clone)]
 pub struct TwoViewOutput {
+    /// Backbone features of the first view, differentiable.
+    pub f0: Tensor,
     /// Projection of the first view, detached.
     pub z0: Tensor,
     /// Projection of the second view, detached.
@@ -96,12 +101,13 @@ impl<B: Backbone> SimSiam<B> {
     ///
     /// # Shapes
     /// - `x`: `[batch, 3, h, w]`
-    /// - returns `z` and `p`, each `[batch, projection output_dim]`
+    /// - returns `f`, `[batch, feature_dim]`, and `z` and `p`, each `[batch, projection
+    ///   output_dim]`
     pub fn forward_view(&self, x: &Tensor, train: bool) -> Result<ViewOutput> {
         let f = self.backbone.forward_t(x, train)?;
         let z = self.projection_head.forward_t(&f, train)?;
         let p = self.prediction_head.forward_t(&z, train)?;
-        Ok(ViewOutput { z: z.detach(), p })
+        Ok(ViewOutput { f, z: z.detach(), p })
     }
 
     /// Two views, each in its own forward pass (so each has its own batch statistics, as in
@@ -109,10 +115,11 @@ impl<B: Backbone> SimSiam<B> {
     ///
     /// # Shapes
     /// - `x0`, `x1`: `[batch, 3, h, w]`
-    /// - returns `z0`, `z1`, `p0`, `p1`, each `[batch, projection output_dim]`
+    /// - returns `f0`, `[batch, feature_dim]`, and `z0`, `z1`, `p0`, `p1`, each `[batch,
+    ///   projection output_dim]`
     pub fn forward_views(&self, x0: &Tensor, x1: &Tensor, train: bool) -> Result<TwoViewOutput> {
         let v0 = self.forward_view(x0, train)?;
         let v1 = self.forward_view(x1, train)?;
-        Ok(TwoViewOutput { z0: v0.z, z1: v1.z, p0: v0.p, p1: v1.p })
+        Ok(TwoViewOutput { f0: v0.f, z0: v0.z, z1: v1.z, p0: v0.p, p1: v1.p })
     }
 }

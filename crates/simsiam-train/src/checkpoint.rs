@@ -7,7 +7,9 @@
 //! included), `optim.momentum.<name>` for every momentum buffer, and in the safetensors
 //! metadata the [`TrainState`] as JSON under `simsiam.train_state` and a content checksum under
 //! `simsiam.checksum`: a CRC-32 over every tensor's name, dtype, shape and bytes (in name
-//! order) and the train state's JSON. It is written to a hidden temporary file, fsynced and
+//! order) and the train state's JSON. With an online linear probe, its variables are there too
+//! as `online_classifier.<name>` (and their momentum as `optim.momentum.online_classifier.<name>`);
+//! a checkpoint without them loads into a run with a probe, which then starts its probe afresh. It is written to a hidden temporary file, fsynced and
 //! renamed, so a checkpoint on disk is always whole; the last `keep_last` are kept.
 //!
 //! Reading one checks the checksum (a checkpoint written before checksums existed loads with a
@@ -27,9 +29,10 @@ use safetensors::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 
 use crate::fs::atomic_write;
+use crate::online_probe::PROBE_PREFIX;
 use crate::{Result, Sgd, TrainError};
 
-const STATE_KEY: &str = "simsiam.train_state";
+pub(crate) const STATE_KEY: &str = "simsiam.train_state";
 const CHECKSUM_KEY: &str = "simsiam.checksum";
 const MODEL_PREFIX: &str = "model.";
 const MOMENTUM_PREFIX: &str = "optim.momentum.";
@@ -83,12 +86,24 @@ impl Checkpointer {
     /// Saves a checkpoint and prunes old ones; returns its path. A model or momentum holding
     /// NaN or infinite values is refused: nothing is written and nothing pruned.
     pub fn save(&self, varmap: &VarMap, optimizer: &Sgd, state: &TrainState) -> Result<PathBuf> {
+        self.save_with_probe(varmap, None, optimizer, state)
+    }
+
+    /// [`Self::save`] with the online probe's variables, when given, under `online_classifier.`.
+    pub fn save_with_probe(
+        &self,
+        varmap: &VarMap,
+        probe: Option<&VarMap>,
+        optimizer: &Sgd,
+        state: &TrainState,
+    ) -> Result<PathBuf> {
         let path = self.dir.join(format!("checkpoint-e{:05}-s{:09}.safetensors", state.epoch, state.step));
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        {
-            let vars = varmap.data().lock().map_err(|_| poisoned(&path))?;
+        for (prefix, map) in [(MODEL_PREFIX, Some(varmap)), (PROBE_PREFIX, probe)] {
+            let Some(map) = map else { continue };
+            let vars = map.data().lock().map_err(|_| poisoned(&path))?;
             for (name, var) in vars.iter() {
-                tensors.push((format!("{MODEL_PREFIX}{name}"), var.as_tensor().to_device(&Device::Cpu)?));
+                tensors.push((format!("{prefix}{name}"), var.as_tensor().to_device(&Device::Cpu)?));
             }
         }
         for (name, buf) in optimizer.momentum_buffers() {
@@ -239,6 +254,19 @@ fn all_finite(tensor: &Tensor) -> Result<bool> {
 /// checksum and hold no NaN or infinity ([`TrainError::CorruptCheckpoint`] otherwise). Nothing
 /// is changed on error.
 pub fn load_checkpoint(path: &Path, varmap: &VarMap, optimizer: Option<&mut Sgd>) -> Result<TrainState> {
+    load_checkpoint_with_probe(path, varmap, None, optimizer)
+}
+
+/// [`load_checkpoint`] with the online probe's variables into `probe`, when given: all of them
+/// when the checkpoint has them (with their shapes), none when it was written without a probe
+/// (the probe keeps its fresh weights; a warning says so). Without `probe`, the checkpoint's
+/// probe and its momentum are ignored.
+pub fn load_checkpoint_with_probe(
+    path: &Path,
+    varmap: &VarMap,
+    probe: Option<&VarMap>,
+    optimizer: Option<&mut Sgd>,
+) -> Result<TrainState> {
     let bytes = fs::read(path).map_err(|e| TrainError::io(path, e))?;
     let state = verified_state(path, &bytes)?;
     let tensors = candle::safetensors::load_buffer(&bytes, &Device::Cpu)
@@ -273,10 +301,41 @@ pub fn load_checkpoint(path: &Path, varmap: &VarMap, optimizer: Option<&mut Sgd>
         ));
     }
     drop(vars);
+    let has_probe = tensors.keys().any(|k| k.starts_with(PROBE_PREFIX));
+    match probe {
+        Some(probe) if has_probe => {
+            let vars = probe.data().lock().map_err(|_| poisoned(path))?;
+            for (name, var) in vars.iter() {
+                let saved = tensors
+                    .get(&format!("{PROBE_PREFIX}{name}"))
+                    .ok_or_else(|| invalid(path, format!("has no online probe `{name}`")))?;
+                if saved.shape() != var.as_tensor().shape() {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "online probe `{name}` has shape {:?}, this run's {:?} (another number of classes?)",
+                            saved.shape(),
+                            var.as_tensor().shape()
+                        ),
+                    ));
+                }
+                let value = saved.to_device(var.as_tensor().device())?.to_dtype(var.as_tensor().dtype())?;
+                updates.push((var.clone(), value));
+            }
+        }
+        Some(_) => {
+            tracing::warn!(path = %path.display(), "checkpoint without an online probe: the probe starts afresh")
+        }
+        None => {}
+    }
     if let Some(optimizer) = optimizer {
         let mut momentum = HashMap::new();
         for (key, tensor) in &tensors {
             if let Some(name) = key.strip_prefix(MOMENTUM_PREFIX) {
+                // A probe's momentum without a probe to restore it into is left behind.
+                if probe.is_none() && name.starts_with(PROBE_PREFIX) {
+                    continue;
+                }
                 momentum.insert(name.to_owned(), tensor.clone());
             }
         }

@@ -4,8 +4,8 @@ use simsiam_data::{EvalLoader, TwoViewLoader};
 use simsiam_models::{Backbone, SimSiam};
 
 use crate::{
-    EpochBatches, Features, KnnConfig, KnnMonitor, KnnResult, Result, TwoViewBatches, extract_features,
-    knn_classify,
+    EpochBatches, Features, KnnConfig, KnnMonitor, KnnResult, ProbeTestSet, Result, TwoViewBatches, ViewPair,
+    extract_features, knn_classify,
 };
 
 impl TwoViewBatches for TwoViewLoader {
@@ -20,7 +20,10 @@ impl TwoViewBatches for TwoViewLoader {
     fn batches(&self, epoch: u64, skip: usize) -> Result<EpochBatches<'_>> {
         // The loader is seeded per (seed, epoch, index), so skipped batches are the ones a
         // resumed run already trained on.
-        let batches = self.epoch(epoch).skip(skip).map(|b| Ok(b.map(|b| (b.x0, b.x1))?));
+        let batches = self
+            .epoch(epoch)
+            .skip(skip)
+            .map(|b| Ok(b.map(|b| ViewPair { x0: b.x0, x1: b.x1, labels: b.labels })?));
         Ok(Box::new(batches))
     }
 }
@@ -49,6 +52,12 @@ pub fn knn_evaluate<M: candle::ModuleT + ?Sized>(
         classes,
         config,
     )
+}
+
+/// The test set of an online probe: the backbone's features of `test`'s images (evaluation
+/// transform, backbone in evaluation mode) after every epoch.
+pub fn probe_test_set<B: Backbone + 'static>(test: EvalLoader) -> ProbeTestSet<B> {
+    Box::new(move |model: &SimSiam<B>| loader_features(model.backbone(), &test))
 }
 
 /// A kNN monitor: [`knn_evaluate`]'s top-1 accuracy of the model's backbone.

@@ -36,6 +36,14 @@ pub enum TrainError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A weights file to start from (`model.init`) does not fit the model.
+    #[error("weights {path}: {reason}")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong with it: the first tensor missing or of another shape.
+        reason: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -6,7 +6,7 @@
 //! - [`CosineSchedule`] and [`scaled_lr`]: cosine decay with linear warmup, `lr * batch / 256`.
 //! - [`Trainer`]: the loop over steps, returning a [`TrainOutcome`] (finished, or interrupted
 //!   by a signal after saving a checkpoint); around it [`TrainObserver`]s, one concern each: a
-//!   collapse monitor, a kNN monitor, a progress bar (feature `progress`), JSON-lines metrics
+//!   collapse monitor, a kNN monitor, an online linear probe ([`OnlineProbe`]), a progress bar (feature `progress`), JSON-lines metrics
 //!   ([`MetricsLog`]), TensorBoard event files ([`TensorBoardObserver`], written by
 //!   [`tensorboard`] without TensorFlow) and atomic checkpoints ([`Checkpointer`]) with exact
 //!   resume.
@@ -25,12 +25,14 @@ mod embeddings;
 mod error;
 mod features;
 mod fs;
+mod init_weights;
 mod knn;
 mod linear_eval;
 mod meter;
 mod metrics;
 mod observer;
 mod observers;
+mod online_probe;
 mod outcome;
 mod schedule;
 mod sgd;
@@ -39,24 +41,31 @@ mod stepper;
 pub mod tensorboard;
 mod trainer;
 
-pub use checkpoint::{Checkpointer, TrainState, load_checkpoint, read_train_state, save_weights};
+pub use checkpoint::{
+    Checkpointer, TrainState, load_checkpoint, load_checkpoint_with_probe, read_train_state, save_weights,
+};
 pub use config::{ScheduleStep, TrainerConfig};
-pub use data_source::{knn_evaluate, knn_monitor, loader_features};
+pub use data_source::{knn_evaluate, knn_monitor, loader_features, probe_test_set};
 pub use embeddings::{
     Embeddings, read_embeddings_safetensors, write_embeddings_csv, write_embeddings_safetensors,
 };
 pub use error::{Result, TrainError};
 pub use features::{Features, extract_features};
 pub use fs::atomic_write;
+pub use init_weights::{InitSource, load_init_weights, save_backbone_torchvision};
 pub use knn::{KnnConfig, KnnResult, accuracy, knn_classify, knn_scores, l2_normalize};
 pub use linear_eval::{LinearEvalConfig, LinearEvalResult, linear_eval};
 pub use metrics::{MetricEvent, MetricsLog, Rewound};
-pub use observer::{EpochContext, EpochStart, FirstStep, FitContext, StepContext, TrainObserver, TrainView};
+pub use observer::{
+    EpochContext, EpochStart, FirstStep, FitContext, ProbeAccuracy, StepContext, TrainObserver, TrainView,
+};
 #[cfg(feature = "progress")]
 pub use observers::ProgressObserver;
 pub use observers::{
-    CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver, TensorBoardObserver,
+    CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver, OnlineProbeObserver,
+    ProbeTestSet, TensorBoardObserver,
 };
+pub use online_probe::{OnlineProbe, PROBE_PREFIX, TopK};
 pub use outcome::{TrainOutcome, TrainSummary};
 pub use schedule::{CosineSchedule, scaled_lr};
 pub use sgd::{ParamGroup, Sgd, SgdConfig};

@@ -46,6 +46,19 @@ pub enum MetricEvent {
         /// kNN top-1 accuracy, when the monitor ran this epoch.
         #[serde(skip_serializing_if = "Option::is_none")]
         knn_top1: Option<f64>,
+        /// The online probe's running top-1 over the epoch's training batches, when one is
+        /// trained.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        probe_train_top1: Option<f64>,
+        /// The online probe's running top-5 over the epoch's training batches.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        probe_train_top5: Option<f64>,
+        /// The online probe's top-1 on the test split, when the dataset has one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        probe_test_top1: Option<f64>,
+        /// The online probe's top-5 on the test split.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        probe_test_top5: Option<f64>,
     },
 }
 
@@ -182,6 +195,10 @@ mod tests {
             collapse: 0.2,
             seconds: 1.5,
             knn_top1: None,
+            probe_train_top1: None,
+            probe_train_top5: None,
+            probe_test_top1: None,
+            probe_test_top5: None,
         };
         log.log(&epoch)?;
         drop(log);

@@ -15,7 +15,7 @@ use candle_nn::VarMap;
 use simsiam_models::{Backbone, SimSiam};
 
 use crate::distributed::Communicator;
-use crate::{Result, Sgd, TrainState};
+use crate::{OnlineProbe, Result, Sgd, TopK, TrainState};
 
 /// Read access to what is being trained, for observers that evaluate or save it.
 pub struct TrainView<'a, B: Backbone> {
@@ -29,6 +29,8 @@ pub struct TrainView<'a, B: Backbone> {
     pub state: &'a TrainState,
     /// The data-parallel group, when training as one of several ranks.
     pub comm: Option<&'a dyn Communicator>,
+    /// The online linear probe, when one is trained.
+    pub probe: Option<&'a OnlineProbe>,
 }
 
 impl<B: Backbone> TrainView<'_, B> {
@@ -106,6 +108,20 @@ pub struct EpochContext {
     pub collapse: f32,
     /// kNN top-1 accuracy, filled in by the kNN monitor when it ran this epoch.
     pub knn_top1: Option<f64>,
+    /// The online probe's accuracy, filled in by its observer when a probe is trained.
+    pub probe: Option<ProbeAccuracy>,
+}
+
+/// The online linear probe's accuracy over an epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeAccuracy {
+    /// Running top-1 on the epoch's training batches (first views, as the probe trained).
+    pub train_top1: f64,
+    /// Running top-5 on the epoch's training batches.
+    pub train_top5: f64,
+    /// Top-1 and top-5 on the test split (evaluation transform, backbone in evaluation
+    /// mode), when the dataset has one.
+    pub test: Option<TopK>,
 }
 
 impl EpochContext {
@@ -119,17 +135,27 @@ impl EpochContext {
         self.completed() == self.epochs
     }
 
-    /// `epoch 3/800: loss -0.9123, collapse 0.012, 41.2 s, kNN top-1 85.10%`.
+    /// `epoch 3/800: loss -0.9123, collapse 0.012, 41.2 s, kNN top-1 85.10%`, then the
+    /// probe's accuracy when there is one (`, probe top-1 40.00% train, 38.50% test`).
     pub fn report_line(&self) -> String {
         format!(
-            "epoch {}/{}: loss {:.4}, collapse {:.3}, {:.1} s{}",
+            "epoch {}/{}: loss {:.4}, collapse {:.3}, {:.1} s{}{}",
             self.completed(),
             self.epochs,
             self.loss,
             self.collapse,
             self.seconds,
-            self.knn_top1.map(|a| format!(", kNN top-1 {:.2}%", 100.0 * a)).unwrap_or_default()
+            self.knn_top1.map(|a| format!(", kNN top-1 {:.2}%", 100.0 * a)).unwrap_or_default(),
+            self.probe.map(|p| p.report()).unwrap_or_default()
         )
+    }
+}
+
+impl ProbeAccuracy {
+    /// `, probe top-1 40.00% train, 38.50% test`.
+    fn report(&self) -> String {
+        let test = self.test.map(|t| format!(", {:.2}% test", 100.0 * t.top1)).unwrap_or_default();
+        format!(", probe top-1 {:.2}% train{test}", 100.0 * self.train_top1)
     }
 }
 
@@ -221,11 +247,22 @@ mod tests {
             seconds: 41.23,
             collapse: 0.0123,
             knn_top1: None,
+            probe: None,
         };
         assert_eq!(ctx.report_line(), "epoch 3/800: loss -0.9123, collapse 0.012, 41.2 s");
         assert!(!ctx.is_last());
         ctx.knn_top1 = Some(0.851);
         assert!(ctx.report_line().ends_with(", kNN top-1 85.10%"), "{}", ctx.report_line());
+        ctx.probe = Some(ProbeAccuracy {
+            train_top1: 0.4,
+            train_top5: 0.9,
+            test: Some(TopK { top1: 0.385, top5: 0.8 }),
+        });
+        assert!(
+            ctx.report_line().ends_with(", kNN top-1 85.10%, probe top-1 40.00% train, 38.50% test"),
+            "{}",
+            ctx.report_line()
+        );
         let first = FirstStep { seconds: 1.5, steps_left: 500 };
         assert_eq!(
             first.to_string(),

@@ -44,6 +44,8 @@ pub struct ParamGroup {
 #[derive(Debug)]
 pub struct Sgd {
     groups: Vec<ParamGroup>,
+    /// A group's own weight decay, where it has one (PyTorch's per-group `weight_decay`).
+    group_decay: Vec<Option<f64>>,
     config: SgdConfig,
     momentum: HashMap<String, Tensor>,
 }
@@ -65,7 +67,26 @@ impl Sgd {
                 return Err(TrainError::Config(format!("parameter `{name}` is in two groups")));
             }
         }
-        Ok(Self { groups, config, momentum: HashMap::new() })
+        let group_decay = vec![None; groups.len()];
+        Ok(Self { groups, group_decay, config, momentum: HashMap::new() })
+    }
+
+    /// Adds `group` with its own `weight_decay` instead of the shared one (as a PyTorch
+    /// parameter group's `"weight_decay": 0.0`); its names must be new.
+    pub fn push_group(&mut self, group: ParamGroup, weight_decay: f64) -> Result<()> {
+        if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
+            return Err(TrainError::Config(format!(
+                "a group's weight_decay must be >= 0, got {weight_decay}"
+            )));
+        }
+        for (name, _) in &group.params {
+            if self.groups.iter().flat_map(|g| &g.params).any(|(n, _)| n == name) {
+                return Err(TrainError::Config(format!("parameter `{name}` is in two groups")));
+            }
+        }
+        self.groups.push(group);
+        self.group_decay.push(Some(weight_decay));
+        Ok(())
     }
 
     /// The parameter groups, in order.
@@ -82,8 +103,9 @@ impl Sgd {
 
     /// One update from `grads`.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
-        let SgdConfig { momentum, weight_decay, nesterov } = self.config;
-        for group in &self.groups {
+        let SgdConfig { momentum, nesterov, .. } = self.config;
+        for (group, decay) in self.groups.iter().zip(&self.group_decay) {
+            let weight_decay = decay.unwrap_or(self.config.weight_decay);
             for (name, var) in &group.params {
                 let Some(grad) = grads.get(var.as_tensor()) else { continue };
                 // Detached: an update computed from the variable itself would record candle

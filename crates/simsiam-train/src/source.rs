@@ -4,8 +4,31 @@ use candle::Tensor;
 
 use crate::Result;
 
-/// One batch of two views, `[n, 3, h, w]` each.
-pub type ViewPair = (Tensor, Tensor);
+/// One batch of two views, `[n, 3, h, w]` each, with the images' classes where the data has
+/// them (an online linear probe trains on them).
+#[derive(Debug, Clone)]
+pub struct ViewPair {
+    /// First views, `[n, 3, h, w]`.
+    pub x0: Tensor,
+    /// Second views, `[n, 3, h, w]`.
+    pub x1: Tensor,
+    /// The class of each image, or `None` where it has none; empty when the source has no
+    /// labels at all.
+    pub labels: Vec<Option<usize>>,
+}
+
+impl ViewPair {
+    /// Two views without labels.
+    pub fn unlabelled(x0: Tensor, x1: Tensor) -> Self {
+        Self { x0, x1, labels: Vec::new() }
+    }
+}
+
+impl From<(Tensor, Tensor)> for ViewPair {
+    fn from((x0, x1): (Tensor, Tensor)) -> Self {
+        Self::unlabelled(x0, x1)
+    }
+}
 
 /// The batches of one epoch.
 pub type EpochBatches<'a> = Box<dyn Iterator<Item = Result<ViewPair>> + 'a>;

@@ -1,4 +1,5 @@
-//! One optimiser step of SimSiam: forward both views, the symmetric loss, agreement between
+//! One optimiser step of SimSiam: forward both views, the symmetric loss (plus the online
+//! probe's cross-entropy on the detached features, when there is a probe), agreement between
 //! ranks on the loss and on an interruption, backward, gradient averaging and SGD.
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use simsiam_models::{Backbone, SimSiam};
 
 use crate::distributed::{Communicator, average_gradients};
 use crate::observer::TrainView;
-use crate::{Result, Sgd, TrainError, TrainState};
+use crate::{OnlineProbe, ParamGroup, Result, Sgd, TrainError, TrainState};
 
 /// The model, its optimiser and where training stands.
 pub(crate) struct Stepper<B: Backbone> {
@@ -20,6 +21,8 @@ pub(crate) struct Stepper<B: Backbone> {
     pub(crate) optimizer: Sgd,
     pub(crate) state: TrainState,
     pub(crate) comm: Option<Arc<dyn Communicator>>,
+    /// The online linear probe, trained in the same step when there is one.
+    pub(crate) probe: Option<OnlineProbe>,
     loss: Box<dyn Similarity>,
     base_lr: f64,
     interrupt: Arc<AtomicBool>,
@@ -54,11 +57,23 @@ impl<B: Backbone> Stepper<B> {
             optimizer,
             state,
             comm: None,
+            probe: None,
             loss,
             base_lr,
             interrupt: Arc::new(AtomicBool::new(false)),
             params,
         }
+    }
+
+    /// Trains `probe` from now on, its parameters an optimiser group of their own without weight
+    /// decay that follows the schedule (as Lightly's benchmarks).
+    pub(crate) fn attach_probe(&mut self, probe: OnlineProbe) -> Result<()> {
+        let params = probe.params()?;
+        let group = ParamGroup { params: params.clone(), lr: self.base_lr, fixed_lr: false };
+        self.optimizer.push_group(group, 0.0)?;
+        self.params.extend(params);
+        self.probe = Some(probe);
+        Ok(())
     }
 
     /// The flag an interruption (Ctrl-C) sets.
@@ -79,15 +94,28 @@ impl<B: Backbone> Stepper<B> {
             optimizer: &self.optimizer,
             state: &self.state,
             comm: self.comm.as_deref(),
+            probe: self.probe.as_ref(),
         }
     }
 
-    /// One optimiser step at learning rate `lr` on the views `x0`, `x1`. A NaN or infinite
-    /// loss (on any rank) is an error, raised before the weights change.
-    pub(crate) fn step(&mut self, x0: &Tensor, x1: &Tensor, lr: f64) -> Result<StepOutput> {
+    /// One optimiser step at learning rate `lr` on the views `x0`, `x1` of images of classes
+    /// `labels` (empty when unknown). A NaN or infinite loss (on any rank) is an error, raised
+    /// before the weights change. The loss reported is SimSiam's; the probe's cross-entropy,
+    /// on the first view's detached features, is added to it for the backward pass only.
+    pub(crate) fn step(
+        &mut self,
+        x0: &Tensor,
+        x1: &Tensor,
+        labels: &[Option<usize>],
+        lr: f64,
+    ) -> Result<StepOutput> {
         self.optimizer.set_lr(lr, self.base_lr);
         let out = self.model.forward_views(x0, x1, true)?;
         let loss = symmetric_loss(self.loss.as_ref(), &out.p0, &out.z1, &out.p1, &out.z0)?;
+        let probe_loss = match &mut self.probe {
+            Some(probe) if !labels.is_empty() => probe.training_loss(&out.f0, labels)?,
+            _ => None,
+        };
         let value = loss.to_dtype(candle::DType::F32)?.to_scalar::<f32>()?;
         let (value, interrupted) = self.agree(value)?;
         if !value.is_finite() {
@@ -97,7 +125,11 @@ impl<B: Backbone> Stepper<B> {
                 step: self.state.step,
             });
         }
-        let mut grads = loss.backward()?;
+        let mut grads = match probe_loss {
+            // The probe reads detached features: its loss adds gradients to the probe alone.
+            Some(probe_loss) => (loss.to_dtype(candle::DType::F32)? + probe_loss)?.backward()?,
+            None => loss.backward()?,
+        };
         if let Some(comm) = &self.comm {
             average_gradients(comm, &mut grads, &self.params)?;
         }

@@ -9,17 +9,18 @@ use candle_nn::VarMap;
 use simsiam_loss::Similarity;
 use simsiam_models::{Backbone, SimSiam};
 
-use crate::checkpoint::{Checkpointer, TrainState, load_checkpoint};
+use crate::checkpoint::{Checkpointer, TrainState, load_checkpoint_with_probe};
 use crate::distributed::Communicator;
 use crate::meter::EpochMeter;
 use crate::observer::{EpochContext, EpochStart, FitContext, StepContext, TrainObserver};
 use crate::observers::{
     CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver, Observers,
+    OnlineProbeObserver, ProbeTestSet,
 };
 use crate::stepper::Stepper;
 use crate::{
-    CosineSchedule, MetricsLog, ParamGroup, Result, ScheduleStep, Sgd, SgdConfig, TrainError, TrainOutcome,
-    TrainSummary, TrainerConfig, TwoViewBatches,
+    CosineSchedule, MetricsLog, OnlineProbe, ParamGroup, Result, ScheduleStep, Sgd, SgdConfig, TrainError,
+    TrainOutcome, TrainSummary, TrainerConfig, TwoViewBatches,
 };
 
 /// The SimSiam training loop around a model, its variables, a loss and an optimiser.
@@ -74,6 +75,7 @@ impl<B: Backbone> Trainer<B> {
         let observers = Observers {
             collapse: CollapseObserver::new(model.output_dim()),
             knn: None,
+            probe: OnlineProbeObserver::new(None),
             #[cfg(feature = "progress")]
             progress: crate::observers::ProgressObserver::new(true),
             metrics: MetricsObserver::new(None),
@@ -100,6 +102,27 @@ impl<B: Backbone> Trainer<B> {
     pub fn with_knn_monitor(mut self, monitor: KnnMonitor<B>) -> Self {
         self.observers.knn = Some(KnnObserver::new(monitor, self.config.knn_every));
         self
+    }
+
+    /// Trains an online linear probe (Lightly's `OnlineLinearClassifier`) on the detached
+    /// backbone features of each batch's first view and the images' labels, with the model in
+    /// the same optimiser step (a group of its own, weight decay 0, the scheduled rate): its
+    /// running training accuracy and, with `test`, its test accuracy are filled in every epoch
+    /// ([`crate::EpochContext::probe`]). It is saved in checkpoints under
+    /// `online_classifier.*` and restored on resume; call it before resuming.
+    pub fn with_online_probe(mut self, classes: usize, test: Option<ProbeTestSet<B>>) -> Result<Self> {
+        let device =
+            self.stepper.varmap.all_vars().first().map_or(candle::Device::Cpu, |v| v.device().clone());
+        let feature_dim = self.stepper.model.backbone().feature_dim();
+        let probe = OnlineProbe::new(feature_dim, classes, self.config.seed, &device)?;
+        self.stepper.attach_probe(probe)?;
+        self.observers.probe = OnlineProbeObserver::new(test);
+        Ok(self)
+    }
+
+    /// The online probe, when one is trained.
+    pub fn online_probe(&self) -> Option<&OnlineProbe> {
+        self.stepper.probe.as_ref()
     }
 
     /// Calls `observer` too, after the trainer's own observers (whose measurements, the
@@ -201,10 +224,12 @@ impl<B: Backbone> Trainer<B> {
         self.resumed_at = Some(self.stepper.state.step);
     }
 
-    /// Loads the checkpoint at `path`: weights, running statistics, momentum and state.
+    /// Loads the checkpoint at `path`: weights, running statistics, the online probe (when
+    /// there is one and the checkpoint has it), momentum and state.
     pub fn resume_from(&mut self, path: &Path) -> Result<TrainState> {
         let s = &mut self.stepper;
-        let state = load_checkpoint(path, &s.varmap, Some(&mut s.optimizer))?;
+        let probe = s.probe.as_ref().map(OnlineProbe::varmap);
+        let state = load_checkpoint_with_probe(path, &s.varmap, probe, Some(&mut s.optimizer))?;
         if state.seed != self.config.seed {
             return Err(TrainError::Checkpoint {
                 path: path.to_owned(),
@@ -252,8 +277,17 @@ impl<B: Backbone> Trainer<B> {
             };
             self.stepper.state.epoch += 1;
             let (epochs, step) = (self.config.epochs, self.stepper.state.step);
-            let mut ctx =
-                EpochContext { epoch, epochs, step, loss, lr, seconds, collapse: 0.0, knn_top1: None };
+            let mut ctx = EpochContext {
+                epoch,
+                epochs,
+                step,
+                loss,
+                lr,
+                seconds,
+                collapse: 0.0,
+                knn_top1: None,
+                probe: None,
+            };
             self.observers.each(|o| o.on_epoch_end(&mut ctx, &self.stepper.view()))?;
             (last_loss, knn_top1) = (ctx.loss, ctx.knn_top1.or(knn_top1));
             if interrupted && self.stepper.state.epoch < until {
@@ -272,18 +306,21 @@ impl<B: Backbone> Trainer<B> {
         let done = self.stepper.state.step.saturating_sub(epoch * per_epoch).min(per_epoch);
         let start = EpochStart { epoch, epochs: self.config.epochs, batches_done: done };
         self.observers.each(|o| o.on_epoch_start(&start, &self.stepper.view()))?;
+        if let Some(probe) = &mut self.stepper.probe {
+            probe.reset_train_accuracy();
+        }
         let mut meter = EpochMeter::start();
         let mut lr = plan.schedule.lr(0);
         let mut interrupted = false;
         for batch in data.batches(epoch as u64, done)? {
-            let (x0, x1) = batch?;
+            let batch = batch?;
             lr = plan.schedule.lr(match self.config.schedule_step {
                 ScheduleStep::Iteration => self.stepper.state.step,
                 ScheduleStep::Epoch => epoch,
                 // The decay would start after the warmup: hold the step there.
                 ScheduleStep::Constant => self.stepper.state.step.min(plan.constant_from),
             });
-            let out = self.stepper.step(&x0, &x1, lr)?;
+            let out = self.stepper.step(&batch.x0, &batch.x1, &batch.labels, lr)?;
             meter.record(out.loss);
             let step = self.stepper.state.step;
             let mut ctx = StepContext {

@@ -134,7 +134,7 @@ fn worker(comm: Arc<dyn Communicator>, plan: &Plan) -> Result<Outcome> {
                 library_version: "test".into(),
                 batches_per_epoch: 0,
             };
-            written = save_checkpoint_rank0(comm.as_ref(), checkpointer, &varmap, &sgd, &state)?;
+            written = save_checkpoint_rank0(comm.as_ref(), checkpointer, &varmap, None, &sgd, &state)?;
         }
     }
     let vars = varmap.data().lock().expect("lock");

@@ -9,6 +9,7 @@
 
 mod choices;
 mod convert;
+mod online_probe;
 mod presets;
 mod validate;
 
@@ -22,6 +23,7 @@ pub use self::choices::{
     Backbone, DatasetKind, DeviceKind, EvalResizeKind, LossKind, NormalizationKind, PrecisionKind, Preset,
     StemKind, UnknownChoice,
 };
+pub use self::online_probe::OnlineProbeSetting;
 
 /// Everything a run needs; printed in full at start and stored in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +142,19 @@ pub struct ModelConfig {
     pub pred_hidden_dim: usize,
     /// `negative_cosine` or `symmetrized_cross_entropy`.
     pub loss: LossKind,
+    /// Weights to start from instead of the seeded random initialisation (`""`): a simsiam
+    /// checkpoint or `model.safetensors` (the whole model), or a torchvision ResNet state dict
+    /// as safetensors (`conv1.weight`, `layer1.0.bn1.running_mean`, ...; the backbone only,
+    /// `fc.*` ignored). Files written before it existed mean `""`.
+    #[serde(default)]
+    pub init: PathBuf,
+}
+
+impl ModelConfig {
+    /// The weights to start from, when `init` names any.
+    pub fn init_path(&self) -> Option<&Path> {
+        (!self.init.as_os_str().is_empty()).then_some(self.init.as_path())
+    }
 }
 
 /// Optimiser, schedule, checkpoints and monitoring.
@@ -187,6 +202,11 @@ pub struct TrainConfig {
     pub knn_k: usize,
     /// kNN temperature.
     pub knn_t: f64,
+    /// Train an online linear probe on the labels during pretraining (Lightly's
+    /// `OnlineLinearClassifier`): `"auto"` where the dataset has labels, `true` (an error on
+    /// an unlabelled dataset) or `false`. Files written before it existed mean `"auto"`.
+    #[serde(default)]
+    pub online_probe: OnlineProbeSetting,
 }
 
 impl RunConfig {

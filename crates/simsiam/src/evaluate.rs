@@ -14,16 +14,21 @@ use crate::config::RunConfig;
 use crate::outputs::{OutputKind, check_output};
 use crate::run::{Datasets, build_model, eval_loader, open_datasets};
 
-/// The config stored in a checkpoint, with overrides applied.
+/// The config stored in a checkpoint, with overrides applied (and no `model.init`: the
+/// checkpoint's weights replace any).
 pub fn checkpoint_config(checkpoint: &Path, overrides: &[String]) -> Result<RunConfig> {
     let state = read_train_state(checkpoint)?;
     let run: RunConfig = serde_json::from_value(state.config).with_context(|| {
         format!("{}: the stored config is not a simsiam run config", checkpoint.display())
     })?;
-    run.with_overrides(overrides)
+    let mut run = run.with_overrides(overrides)?;
+    // The checkpoint holds every weight: the weights its run started from are not read again.
+    run.model.init = std::path::PathBuf::new();
+    Ok(run)
 }
 
-/// The model of a checkpoint with its weights, or the seeded random model without one.
+/// The model of a checkpoint with its weights, or without one the model `model.init` names
+/// (the seeded random model when it names none).
 pub fn load_model(run: &RunConfig, checkpoint: Option<&Path>) -> Result<SimSiam<ResNet>> {
     let (model, varmap) = build_model(run, &run.train.device.open()?)?;
     if let Some(checkpoint) = checkpoint {
@@ -50,9 +55,13 @@ pub fn knn(run: &RunConfig, checkpoint: Option<&Path>) -> Result<KnnResult> {
     Ok(knn_evaluate(model.backbone(), &bank, &queries, classes, &run.knn_config())?)
 }
 
-/// Linear evaluation of the checkpoint's frozen backbone.
-pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> Result<LinearEvalResult> {
-    let model = load_model(run, Some(checkpoint))?;
+/// Linear evaluation of the checkpoint's frozen backbone (of `model.init`'s without one).
+pub fn linear(
+    run: &RunConfig,
+    checkpoint: Option<&Path>,
+    config: &LinearEvalConfig,
+) -> Result<LinearEvalResult> {
+    let model = load_model(run, checkpoint)?;
     let dev = run.train.device.open()?;
     let data = open_datasets(&run.data, run.train.seed)?;
     let (test, classes) = labelled(&data)?;
@@ -68,18 +77,20 @@ pub fn linear(run: &RunConfig, checkpoint: &Path, config: &LinearEvalConfig) -> 
     )?)
 }
 
-/// Writes the training images' embeddings as Lightly's CSV (`.csv`) or safetensors.
+/// Writes the training images' embeddings as Lightly's CSV (`.csv`) or safetensors, by the
+/// checkpoint's backbone (by `model.init`'s without one).
 ///
 /// Refuses, before any work, an `out` that is a file of another kind (the checkpoint, the
 /// weights, a config, a dataset file, a CSV of the user's): see [`crate::outputs`].
-pub fn embed(run: &RunConfig, checkpoint: &Path, out: &Path) -> Result<usize> {
+pub fn embed(run: &RunConfig, checkpoint: Option<&Path>, out: &Path) -> Result<usize> {
     let kind = match out.extension().and_then(|e| e.to_str()) {
         Some("csv") => OutputKind::EmbeddingsCsv,
         Some("safetensors") => OutputKind::EmbeddingsSafetensors,
         _ => bail!("{}: the output must end in .csv or .safetensors", out.display()),
     };
-    check_output(out, kind, &[checkpoint])?;
-    let model = load_model(run, Some(checkpoint))?;
+    let inputs: Vec<&Path> = checkpoint.into_iter().chain(run.model.init_path()).collect();
+    check_output(out, kind, &inputs)?;
+    let model = load_model(run, checkpoint)?;
     let dev = run.train.device.open()?;
     let data = open_datasets(&run.data, run.train.seed)?;
     let f = loader_features(model.backbone(), &eval_loader(run, data.train.clone(), &dev)?)?;

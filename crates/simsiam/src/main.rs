@@ -168,12 +168,35 @@ struct ConfigArgs {
 
 #[derive(Args)]
 struct CheckpointArgs {
-    /// A checkpoint written by `simsiam pretrain`; its stored config is used.
+    /// A checkpoint written by `simsiam pretrain`; its stored config is used. Without it, the
+    /// preset or config file, whose `model.init` names the weights (`--set model.init=PATH`:
+    /// a checkpoint, a `model.safetensors` or a torchvision ResNet state dict).
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
+    /// A named preset, without `--checkpoint` (as `--preset` of `pretrain`).
+    #[arg(long, default_value = "lightly-example", conflicts_with = "checkpoint")]
+    preset: String,
+    /// A TOML config file, without `--checkpoint` (replaces the preset).
+    #[arg(long, conflicts_with = "checkpoint")]
+    config: Option<PathBuf>,
     /// Overrides of the stored config, `section.key=value` (e.g. `data.path=...`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+}
+
+impl CheckpointArgs {
+    /// The checkpoint's stored config, or the preset or file with `model.init` set.
+    fn run_config(&self) -> Result<RunConfig> {
+        let Some(checkpoint) = &self.checkpoint else {
+            let run = RunConfig::load(self.config.as_deref(), &self.preset, &self.overrides)?;
+            if run.model.init_path().is_none() {
+                anyhow::bail!("give the weights to evaluate: --checkpoint PATH or --set model.init=PATH");
+            }
+            run.validate()?;
+            return Ok(run);
+        };
+        evaluate::checkpoint_config(checkpoint, &self.overrides)
+    }
 }
 
 /// Embeddings written by `simsiam embed` and the dataset they were computed on.
@@ -237,8 +260,8 @@ fn run(cli: Cli) -> Result<()> {
             pretrain::pretrain(&run, resume)?;
         }
         Command::Eval(EvalCommand::Knn { checkpoint }) => {
-            let run = evaluate::checkpoint_config(&checkpoint.checkpoint, &checkpoint.overrides)?;
-            let r = evaluate::knn(&run, Some(&checkpoint.checkpoint))?;
+            let run = checkpoint.run_config()?;
+            let r = evaluate::knn(&run, checkpoint.checkpoint.as_deref())?;
             println!(
                 "kNN (k={}, t={}): top-1 {:.2}%, top-5 {:.2}%",
                 run.train.knn_k,
@@ -261,8 +284,12 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Eval(EvalCommand::Linear { checkpoint, epochs, lr }) => {
-            let run = evaluate::checkpoint_config(&checkpoint.checkpoint, &checkpoint.overrides)?;
-            let r = evaluate::linear(&run, &checkpoint.checkpoint, &run.linear_eval_config(epochs, lr))?;
+            let run = checkpoint.run_config()?;
+            let r = evaluate::linear(
+                &run,
+                checkpoint.checkpoint.as_deref(),
+                &run.linear_eval_config(epochs, lr),
+            )?;
             println!(
                 "linear evaluation ({epochs} epochs): top-1 {:.2}%, top-5 {:.2}%",
                 100.0 * r.top1,
@@ -270,8 +297,8 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Embed { checkpoint, out } => {
-            let run = evaluate::checkpoint_config(&checkpoint.checkpoint, &checkpoint.overrides)?;
-            let n = evaluate::embed(&run, &checkpoint.checkpoint, &out)?;
+            let run = checkpoint.run_config()?;
+            let n = evaluate::embed(&run, checkpoint.checkpoint.as_deref(), &out)?;
             println!("wrote {n} embeddings to {}", out.display());
         }
         Command::Download { dataset, dir, from } => {

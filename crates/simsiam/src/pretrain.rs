@@ -10,7 +10,7 @@ use simsiam_models::BatchStats;
 use simsiam_train::distributed::{Communicator, ShardedBatches, synced_batch_stats};
 use simsiam_train::{
     Checkpointer, EpochContext, MetricsLog, StepContext, TensorBoardObserver, TrainObserver, TrainOutcome,
-    TrainSummary, TrainView, Trainer, TwoViewBatches, knn_monitor, save_weights,
+    TrainSummary, TrainView, Trainer, TwoViewBatches, knn_monitor, probe_test_set, save_weights,
 };
 
 use crate::config::RunConfig;
@@ -57,7 +57,17 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
     // code's SyncBatchNorm does.
     let comm = rank.as_ref().map(|r| communicator(r, &device)).transpose()?;
     let batch_stats = comm.clone().map_or(BatchStats::Local, synced_batch_stats);
-    let (model, varmap) = build_model_with_batch_stats(run, &device, batch_stats)?;
+    // A resumed run's checkpoint holds every weight: the weights it started from (model.init)
+    // are not read again, and may be gone.
+    let model_run = match &start {
+        RunStart::Resume(_) => {
+            let mut model_run = run.clone();
+            model_run.model.init = std::path::PathBuf::new();
+            std::borrow::Cow::Owned(model_run)
+        }
+        RunStart::Fresh => std::borrow::Cow::Borrowed(run),
+    };
+    let (model, varmap) = build_model_with_batch_stats(&model_run, &device, batch_stats)?;
     let t = &run.train;
     let config = run.trainer_config();
     let run_json = serde_json::to_value(run).context("cannot store the config")?;
@@ -67,6 +77,15 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
         let bank = eval_loader(run, data.train.clone(), &device)?;
         let queries = eval_loader(run, test.clone(), &device)?;
         trainer = trainer.with_knn_monitor(knn_monitor(bank, queries, classes, knn));
+    }
+    let dataset = format!("the {} dataset at {}", run.data.dataset, run.data.path.display());
+    if let Some(classes) = t.online_probe.classes(data.classes, &dataset)? {
+        // Rank 0 evaluates on the test split, as it runs the kNN monitor.
+        let test = match (primary, &data.test) {
+            (true, Some(test)) => Some(probe_test_set(eval_loader(run, test.clone(), &device)?)),
+            _ => None,
+        };
+        trainer = trainer.with_online_probe(classes, test)?;
     }
     match &start {
         RunStart::Resume(_) => {

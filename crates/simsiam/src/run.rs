@@ -11,6 +11,7 @@ use simsiam_data::{
     TwoViewLoader, fetch_cifar10, fetch_cifar100,
 };
 use simsiam_models::{BatchNormConfig, BatchStats, ResNet, SimSiam, seeded_var_builder};
+use simsiam_train::load_init_weights;
 
 use crate::config::{DataConfig, DatasetKind, RunConfig};
 
@@ -94,7 +95,8 @@ pub fn eval_loader(run: &RunConfig, dataset: Arc<dyn Dataset>, device: &Device) 
     Ok(EvalLoader::new(dataset, run.eval_transform(), run.eval_loader_config(), device.clone())?)
 }
 
-/// The SimSiam model with seeded weights, its variables in a new `VarMap`.
+/// The SimSiam model with seeded weights, or those of `model.init` when it names a file, its
+/// variables in a new `VarMap`.
 pub fn build_model(run: &RunConfig, device: &Device) -> Result<(SimSiam<ResNet>, VarMap)> {
     build_model_with_batch_stats(run, device, BatchStats::Local)
 }
@@ -116,6 +118,11 @@ pub fn build_model_with_batch_stats(
     let projection = run.model.projection_head(resnet.feature_dim(), precision).with_batch_norm(bn.clone());
     let prediction = run.model.prediction_head(precision).with_batch_norm(bn);
     let model = SimSiam::new(backbone, &projection, &prediction, vb).context("invalid head settings")?;
+    if let Some(init) = run.model.init_path() {
+        // The error names the file and the first tensor that does not fit.
+        let source = load_init_weights(init, &varmap)?;
+        tracing::info!(path = %init.display(), ?source, "initial weights loaded");
+    }
     Ok((model, varmap))
 }
 

@@ -149,6 +149,37 @@ fn plot_without_knn_or_text_leaves_an_empty_panel() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[test]
+fn plot_draws_the_online_probe_beside_the_knn_curve() -> anyhow::Result<()> {
+    const PROBE_TRAIN: [u8; 3] = [255, 127, 14];
+    const PROBE_TEST: [u8; 3] = [44, 160, 44];
+    let with_probe: String = metrics_text(true)
+        .lines()
+        .map(|line| match line.strip_suffix('}') {
+            Some(epoch) if line.contains(r#""event":"epoch""#) => {
+                format!("{epoch},\"probe_train_top1\":0.4,\"probe_test_top1\":0.35}}\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    let metrics = Metrics::parse(&with_probe)?;
+    assert_eq!(metrics.epochs[3].probe_test_top1, Some(0.35));
+    let image = figures::plot_metrics(&metrics, &PlotOptions { width: 800, height: 600, text: false })?;
+    let q = quadrants(&image);
+    for (name, colour) in [("train", PROBE_TRAIN), ("test", PROBE_TEST)] {
+        assert!(count(&image, q[3], colour) > 50, "no probe {name} curve in the accuracy panel");
+        assert_eq!(count(&image, q[0], colour), 0, "the probe {name} curve is in the loss panel");
+    }
+    assert!(count(&image, q[3], DOTS) > 20 && count(&image, q[3], LINE) > 50, "the kNN curve is still there");
+    // Without a probe the panel has none of its colours.
+    let plain = figures::plot_metrics(
+        &Metrics::parse(&metrics_text(true))?,
+        &PlotOptions { width: 800, height: 600, text: false },
+    )?;
+    assert_eq!(count(&plain, q[3], PROBE_TRAIN) + count(&plain, q[3], PROBE_TEST), 0);
+    Ok(())
+}
+
 /// 12 images; row 3 is the query along (1, 0, 0); rows 7, 2, 10, 0, 5, 11, 1, 8 lie at 5, 10,
 /// ..., 40 degrees from it (at various lengths, which normalisation removes), the rest beyond
 /// 90 degrees.

@@ -6,10 +6,13 @@
 //! "ours" marks the settings no recipe has (loader threads, device, logging, checkpoints, the
 //! kNN monitor where the source has none): results do not depend on them.
 
+use std::path::PathBuf;
+
 use simsiam::augment::{EvalTransform, Normalization, SimSiamConfig};
 use simsiam::config::{
     AugmentConfig, Backbone, DataConfig, DatasetKind, DeviceKind, EvalResizeKind, LossKind, ModelConfig,
-    NormalizationKind, PrecisionKind, Preset, RunConfig, ScheduleStep, StemKind, TrainConfig,
+    NormalizationKind, OnlineProbeSetting, PrecisionKind, Preset, RunConfig, ScheduleStep, StemKind,
+    TrainConfig,
 };
 
 /// The preset, checked to be `want` and to share its augmentation with `library`.
@@ -66,6 +69,7 @@ fn lightly_example_is_lightlys_examples_pytorch_simsiam_py() {
             proj_last_bn_affine: false,     // heads.py line 347: BatchNorm1d(output_dim, affine=False)
             pred_hidden_dim: 64,            // line 22: SimSiamPredictionHead(128, 64, 128)
             loss: LossKind::NegativeCosine, // line 54: NegativeCosineSimilarity()
+            init: PathBuf::new(),           // ours: the seeded initialisation
         },
         train: TrainConfig {
             epochs: 10,                // line 58: range(10)
@@ -87,6 +91,7 @@ fn lightly_example_is_lightlys_examples_pytorch_simsiam_py() {
             knn_every: 1,                     // ours: the example has no kNN monitor
             knn_k: 200,
             knn_t: 0.1,
+            online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
         },
     };
     check(Preset::LightlyExample, &want, SimSiamConfig::lightly_example());
@@ -133,6 +138,7 @@ fn lightly_cifar10_benchmark_is_lightlys_cifar10_benchmark_py() {
             proj_last_bn_affine: true, // line 405: BatchNorm1d(2048) is affine
             pred_hidden_dim: 512,      // line 400: SimSiamPredictionHead(2048, 512, 2048)
             loss: LossKind::NegativeCosine, // line 408
+            init: PathBuf::new(),      // ours: the seeded initialisation
         },
         train: TrainConfig {
             epochs: 200,               // line 103: max_epochs = 200
@@ -154,6 +160,7 @@ fn lightly_cifar10_benchmark_is_lightlys_cifar10_benchmark_py() {
             knn_every: 1,
             knn_k: 200, // lines 105-106: knn_k = 200, knn_t = 0.1; kNN at every validation epoch.
             knn_t: 0.1,
+            online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
         },
     };
     check(Preset::LightlyCifar10Benchmark, &want, SimSiamConfig::lightly_cifar10_benchmark());
@@ -200,6 +207,7 @@ fn satellite_is_lightlys_tutorial_4() {
             proj_last_bn_affine: false,
             pred_hidden_dim: 128,           // line 67: pred_hidden_dim = 128
             loss: LossKind::NegativeCosine, // line 183
+            init: PathBuf::new(),           // ours: the seeded initialisation
         },
         train: TrainConfig {
             epochs: 50,                // line 59: epochs = 50
@@ -221,6 +229,7 @@ fn satellite_is_lightlys_tutorial_4() {
             knn_every: 1,                        // ours: the tutorial has no kNN monitor
             knn_k: 200,
             knn_t: 0.1,
+            online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
         },
     };
     check(Preset::Satellite, &want, SimSiamConfig::satellite());
@@ -273,6 +282,7 @@ fn cifar10_paper_is_the_papers_cifar_recipe_on_the_official_model() {
             proj_last_bn_affine: false, // builder.py line 35: BatchNorm1d(dim, affine=False)
             pred_hidden_dim: 512,       // main_simsiam.py line 88: pred-dim 512
             loss: LossKind::NegativeCosine,
+            init: PathBuf::new(), // ours: the seeded initialisation
         },
         train: TrainConfig {
             epochs: 800,              // paper: 800 epochs
@@ -294,6 +304,7 @@ fn cifar10_paper_is_the_papers_cifar_recipe_on_the_official_model() {
             knn_every: 10,                 // kNN every 10 epochs: ours
             knn_k: 200,
             knn_t: 0.1,
+            online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
         },
     };
     check(Preset::Cifar10Paper, &want, SimSiamConfig::cifar10_paper());
@@ -340,6 +351,7 @@ fn imagenet_paper_is_the_official_main_simsiam_py() {
             proj_last_bn_affine: false, // builder.py line 35
             pred_hidden_dim: 512,       // line 88: pred-dim 512
             loss: LossKind::NegativeCosine,
+            init: PathBuf::new(), // ours: the seeded initialisation
         },
         train: TrainConfig {
             epochs: 100,              // line 47: epochs 100
@@ -361,6 +373,7 @@ fn imagenet_paper_is_the_official_main_simsiam_py() {
             knn_every: 10,                            // ours: the official code has no kNN monitor
             knn_k: 200,
             knn_t: 0.1,
+            online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
         },
     };
     check(Preset::ImagenetPaper, &want, SimSiamConfig::imagenet_paper());

@@ -41,6 +41,7 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     ("model.proj_last_bn_affine", "2", "model.proj_last_bn_affine"),
     ("model.pred_hidden_dim", "0", "model.pred_hidden_dim"),
     ("model.loss", "l1", "unknown loss `l1`"),
+    ("model.init", "/nonexistent/weights.safetensors", "/nonexistent/weights.safetensors"),
     ("train.epochs", "0", "train.epochs"),
     ("train.batch_size", "0", "train.batch_size"),
     ("train.base_lr", "-0.1", "train.base_lr"),
@@ -58,6 +59,7 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     ("train.checkpoint_every", "0", "train.checkpoint_every"),
     ("train.keep_checkpoints", "0", "train.keep_checkpoints"),
     ("train.knn_every", "-1", "train.knn_every"),
+    ("train.online_probe", "maybe", "unknown online_probe `maybe`"),
 ];
 
 /// Every field of the config file, from `simsiam config`.

@@ -49,6 +49,9 @@ pub struct TwoViewBatch {
     pub x1: Tensor,
     /// Dataset index of each image.
     pub indices: Vec<usize>,
+    /// Class of each image, where the dataset has labels (an online linear probe trains on
+    /// them).
+    pub labels: Vec<Option<usize>>,
 }
 
 /// Decodes `indices` in parallel on the current pool.
@@ -170,5 +173,6 @@ fn two_view_batch(
         x0: Tensor::from_vec(x0, (n, c, h, w), device)?,
         x1: Tensor::from_vec(x1, (n, c, h, w), device)?,
         indices: indices.to_vec(),
+        labels: samples.iter().map(|s| s.label).collect(),
     })
 }

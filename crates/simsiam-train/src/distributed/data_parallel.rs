@@ -7,7 +7,7 @@ use candle::backprop::GradStore;
 use candle::{DType, Tensor, Var};
 
 use super::{Communicator, all_reduce_sum_detached};
-use crate::{Checkpointer, EpochBatches, Result, Sgd, TrainError, TrainState, TwoViewBatches};
+use crate::{Checkpointer, EpochBatches, Result, Sgd, TrainError, TrainState, TwoViewBatches, ViewPair};
 use candle_nn::VarMap;
 
 /// Averages every gradient over the ranks of `comm` after the backward pass: the gradients of
@@ -57,7 +57,7 @@ pub fn average_gradients(
     Ok(())
 }
 
-/// Writes a checkpoint from rank 0 only, then waits for every rank, so that no rank reads a
+/// Writes a checkpoint (with the online probe's variables, when given) from rank 0 only, then waits for every rank, so that no rank reads a
 /// checkpoint (to resume, say) before it is whole. Returns the path on rank 0, `None` on the
 /// others. Ranks hold the same weights and momentum after averaged steps; BatchNorm running
 /// statistics are rank 0's unless the model uses [`super::synced_batch_stats`] (as with PyTorch's
@@ -66,10 +66,15 @@ pub fn save_checkpoint_rank0(
     comm: &dyn Communicator,
     checkpointer: &Checkpointer,
     varmap: &VarMap,
+    probe: Option<&VarMap>,
     optimizer: &Sgd,
     state: &TrainState,
 ) -> Result<Option<PathBuf>> {
-    let written = if comm.rank() == 0 { Some(checkpointer.save(varmap, optimizer, state)) } else { None };
+    let written = if comm.rank() == 0 {
+        Some(checkpointer.save_with_probe(varmap, probe, optimizer, state))
+    } else {
+        None
+    };
     // Wait even when the write failed, then report it, so the other ranks are not left hanging.
     let waited = comm.barrier();
     let path = written.transpose()?;
@@ -132,8 +137,13 @@ impl<D: TwoViewBatches> TwoViewBatches for ShardedBatches<D> {
     fn batches(&self, epoch: u64, skip: usize) -> Result<EpochBatches<'_>> {
         let (rank, world) = (self.rank, self.world);
         let batches = self.inner.batches(epoch, skip)?.map(move |batch| {
-            let (x0, x1) = batch?;
+            let ViewPair { x0, x1, labels } = batch?;
             let rows = shard_rows(x0.dim(0)?, rank, world);
+            let labels = if labels.is_empty() {
+                labels
+            } else {
+                rows.iter().map(|&r| labels.get(r).copied().flatten()).collect()
+            };
             if rows.is_empty() {
                 return Err(TrainError::Config(format!(
                     "a batch of {} images leaves rank {rank} of {world} without any",
@@ -145,7 +155,7 @@ impl<D: TwoViewBatches> TwoViewBatches for ShardedBatches<D> {
                 rows.len(),
                 x0.device(),
             )?;
-            Ok((x0.index_select(&rows, 0)?, x1.index_select(&rows, 0)?))
+            Ok(ViewPair { x0: x0.index_select(&rows, 0)?, x1: x1.index_select(&rows, 0)?, labels })
         });
         Ok(Box::new(batches))
     }

@@ -28,16 +28,17 @@ impl CheckpointObserver {
         self.checkpointer.as_ref()
     }
 
-    /// Saves the model, the optimiser and the state now; the path when this worker wrote one.
+    /// Saves the model, the online probe (when there is one), the optimiser and the state now; the path when this worker wrote one.
     pub fn save<B: Backbone>(&self, run: &TrainView<'_, B>) -> Result<Option<PathBuf>> {
+        let probe = run.probe.map(|p| p.varmap());
         if let Some(comm) = run.comm {
             return match &self.checkpointer {
-                Some(c) => save_checkpoint_rank0(comm, c, run.varmap, run.optimizer, run.state),
+                Some(c) => save_checkpoint_rank0(comm, c, run.varmap, probe, run.optimizer, run.state),
                 None => comm.barrier().map(|()| None),
             };
         }
         let Some(checkpointer) = &self.checkpointer else { return Ok(None) };
-        let path = checkpointer.save(run.varmap, run.optimizer, run.state)?;
+        let path = checkpointer.save_with_probe(run.varmap, probe, run.optimizer, run.state)?;
         tracing::debug!(path = %path.display(), "checkpoint saved");
         Ok(Some(path))
     }

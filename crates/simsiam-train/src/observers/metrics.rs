@@ -63,7 +63,9 @@ impl<B: Backbone> TrainObserver<B> for MetricsObserver {
 
     fn on_epoch_end(&mut self, ctx: &mut EpochContext, run: &TrainView<'_, B>) -> Result<()> {
         let (loss, collapse, seconds, knn_top1) = (ctx.loss, ctx.collapse, ctx.seconds, ctx.knn_top1);
-        tracing::info!(epoch = ctx.epoch, loss, collapse, seconds, knn_top1 = ?knn_top1, "epoch done");
+        let probe = ctx.probe;
+        let test = probe.and_then(|p| p.test);
+        tracing::info!(epoch = ctx.epoch, loss, collapse, seconds, knn_top1 = ?knn_top1, probe = ?probe, "epoch done");
         let event = MetricEvent::Epoch {
             epoch: ctx.epoch,
             step: ctx.step,
@@ -72,6 +74,10 @@ impl<B: Backbone> TrainObserver<B> for MetricsObserver {
             collapse,
             seconds,
             knn_top1,
+            probe_train_top1: probe.map(|p| p.train_top1).filter(|a| a.is_finite()),
+            probe_train_top5: probe.map(|p| p.train_top5).filter(|a| a.is_finite()),
+            probe_test_top1: test.map(|t| t.top1),
+            probe_test_top5: test.map(|t| t.top5),
         };
         self.write(&event, run)
     }
@@ -82,9 +88,10 @@ mod tests {
     use candle::{DType, Device, Tensor};
 
     use super::*;
-    use crate::TrainError;
     use crate::distributed::{Communicator, LocalCommunicator};
+    use crate::observer::ProbeAccuracy;
     use crate::observers::testing::{Tiny, epoch_context, step_context};
+    use crate::{TopK, TrainError};
 
     fn lines(path: &std::path::Path) -> Result<Vec<String>> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
@@ -103,7 +110,9 @@ mod tests {
         observer.on_step(&mut quiet, &tiny.view())?;
         let mut logged = StepContext { interval_loss: -0.25, collapse: 0.5, ..step_context(&p, -0.5) };
         observer.on_step(&mut logged, &tiny.view())?;
-        let mut epoch = EpochContext { knn_top1: Some(0.75), ..epoch_context(0, 2) };
+        let probe =
+            ProbeAccuracy { train_top1: 0.5, train_top5: 0.75, test: Some(TopK { top1: 0.25, top5: 1.0 }) };
+        let mut epoch = EpochContext { knn_top1: Some(0.75), probe: Some(probe), ..epoch_context(0, 2) };
         observer.on_epoch_end(&mut epoch, &tiny.view())?;
         let written = lines(&path)?;
         assert_eq!(written.len(), 2, "{written:?}");
@@ -114,6 +123,11 @@ mod tests {
         assert!(
             written[1].starts_with(r#"{"event":"epoch","epoch":0,"step":2"#)
                 && written[1].contains(r#""knn_top1":0.75"#)
+                && written[1].ends_with(
+                    r#""probe_train_top1":0.5,"probe_train_top5":0.75,"probe_test_top1":0.25,"probe_test_top5":1.0}"#
+                ),
+            "{}",
+            written[1]
         );
 
         // Rank 1 of two writes nothing (it never calls a collective here).

@@ -4,6 +4,7 @@ mod checkpoint;
 mod collapse;
 mod knn;
 mod metrics;
+mod online_probe;
 #[cfg(feature = "progress")]
 mod progress;
 mod tensorboard;
@@ -14,6 +15,7 @@ pub use checkpoint::CheckpointObserver;
 pub use collapse::CollapseObserver;
 pub use knn::{KnnMonitor, KnnObserver};
 pub use metrics::MetricsObserver;
+pub use online_probe::{OnlineProbeObserver, ProbeTestSet};
 #[cfg(feature = "progress")]
 pub use progress::ProgressObserver;
 use simsiam_models::Backbone;
@@ -23,11 +25,12 @@ use crate::Result;
 use crate::observer::TrainObserver;
 
 /// The observers of a trainer, in the order they run: the measuring ones first (collapse,
-/// kNN), whose results the reporting ones (progress bar, metrics) read, then checkpoints,
+/// kNN, online probe), whose results the reporting ones (progress bar, metrics) read, then checkpoints,
 /// then the caller's own.
 pub(crate) struct Observers<B: Backbone> {
     pub(crate) collapse: CollapseObserver,
     pub(crate) knn: Option<KnnObserver<B>>,
+    pub(crate) probe: OnlineProbeObserver<B>,
     #[cfg(feature = "progress")]
     pub(crate) progress: ProgressObserver,
     pub(crate) metrics: MetricsObserver,
@@ -42,6 +45,7 @@ impl<B: Backbone> Observers<B> {
         if let Some(knn) = &mut self.knn {
             f(knn)?;
         }
+        f(&mut self.probe)?;
         #[cfg(feature = "progress")]
         f(&mut self.progress)?;
         f(&mut self.metrics)?;

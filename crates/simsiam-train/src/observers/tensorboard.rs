@@ -12,7 +12,9 @@ use crate::tensorboard::TensorBoardWriter;
 /// Writes what [`super::MetricsObserver`] logs to a TensorBoard event file, on the primary
 /// worker: every logged step as `train/loss`, `train/lr`, `train/collapse` and
 /// `train/images_per_s`, every epoch as `epoch/loss`, `epoch/lr`, `epoch/collapse`,
-/// `epoch/seconds` and `epoch/knn_top1` (when the kNN monitor ran), all at the optimiser step.
+/// `epoch/seconds`, `epoch/knn_top1` (when the kNN monitor ran) and, with an online probe,
+/// `epoch/probe_train_top1`, `epoch/probe_train_top5`, `epoch/probe_test_top1` and
+/// `epoch/probe_test_top5` (with a test split), all at the optimiser step.
 #[derive(Debug)]
 pub struct TensorBoardObserver {
     writer: TensorBoardWriter,
@@ -59,6 +61,7 @@ impl<B: Backbone> TrainObserver<B> for TensorBoardObserver {
         if !run.is_primary() {
             return Ok(());
         }
+        let (probe, test) = (ctx.probe, ctx.probe.and_then(|p| p.test));
         self.write(
             ctx.step,
             &[
@@ -67,6 +70,10 @@ impl<B: Backbone> TrainObserver<B> for TensorBoardObserver {
                 ("epoch/collapse", Some(f64::from(ctx.collapse))),
                 ("epoch/seconds", Some(ctx.seconds)),
                 ("epoch/knn_top1", ctx.knn_top1),
+                ("epoch/probe_train_top1", probe.map(|p| p.train_top1).filter(|a| a.is_finite())),
+                ("epoch/probe_train_top5", probe.map(|p| p.train_top5).filter(|a| a.is_finite())),
+                ("epoch/probe_test_top1", test.map(|t| t.top1)),
+                ("epoch/probe_test_top5", test.map(|t| t.top5)),
             ],
         )
     }
@@ -115,6 +122,11 @@ mod tests {
         let mut epoch = epoch_context(0, 2);
         observer.on_epoch_end(&mut epoch, &tiny.view())?;
         epoch.knn_top1 = Some(0.5);
+        epoch.probe = Some(crate::observer::ProbeAccuracy {
+            train_top1: 0.5,
+            train_top5: 0.75,
+            test: Some(crate::TopK { top1: 0.25, top5: 1.0 }),
+        });
         observer.on_epoch_end(&mut epoch, &tiny.view())?;
         let tags = tags(observer.path())?;
         let step_tags = ["train/loss", "train/lr", "train/collapse", "train/images_per_s"];
@@ -122,7 +134,13 @@ mod tests {
         let mut expected: Vec<&str> = step_tags.to_vec();
         expected.extend(epoch_tags);
         expected.extend(epoch_tags);
-        expected.push("epoch/knn_top1");
+        expected.extend([
+            "epoch/knn_top1",
+            "epoch/probe_train_top1",
+            "epoch/probe_train_top5",
+            "epoch/probe_test_top1",
+            "epoch/probe_test_top5",
+        ]);
         assert_eq!(tags, expected);
         Ok(())
     }

@@ -45,6 +45,7 @@ impl Tiny {
             optimizer: &self.optimizer,
             state: &self.state,
             comm: None,
+            probe: None,
         }
     }
 }
@@ -82,5 +83,6 @@ pub(crate) fn epoch_context(epoch: usize, epochs: usize) -> EpochContext {
         seconds: 1.0,
         collapse: 0.0,
         knn_top1: None,
+        probe: None,
     }
 }

@@ -46,7 +46,7 @@ impl TwoViewBatches for SyntheticViews {
     }
 
     fn batches(&self, epoch: u64, skip: usize) -> Result<EpochBatches<'_>> {
-        Ok(Box::new((skip..self.batches).map(move |i| self.batch(epoch, i))))
+        Ok(Box::new((skip..self.batches).map(move |i| self.batch(epoch, i).map(Into::into))))
     }
 }
 

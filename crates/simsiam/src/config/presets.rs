@@ -15,12 +15,14 @@
 //! not depend on them. `docs/presets.md` lists every value and its line;
 //! `tests/preset_sources.rs` compares each one.
 
+use std::path::PathBuf;
+
 use simsiam_augment::SimSiamConfig;
 use simsiam_train::ScheduleStep;
 
 use super::{
     AugmentConfig, Backbone, DataConfig, DatasetKind, DeviceKind, EvalResizeKind, LossKind, ModelConfig,
-    PrecisionKind, Preset, RunConfig, StemKind, TrainConfig,
+    OnlineProbeSetting, PrecisionKind, Preset, RunConfig, StemKind, TrainConfig,
 };
 
 impl RunConfig {
@@ -55,6 +57,7 @@ fn resnet18(stem: StemKind) -> ModelConfig {
         proj_last_bn_affine: false,
         pred_hidden_dim: 512,
         loss: LossKind::NegativeCosine,
+        init: PathBuf::new(),
     }
 }
 
@@ -80,6 +83,7 @@ fn ours(name: &str) -> TrainConfig {
         knn_every: 1,
         knn_k: 200,
         knn_t: 0.1,
+        online_probe: OnlineProbeSetting::Auto,
     }
 }
 

@@ -3,9 +3,10 @@
 //! The trainer writes one JSON object per line (`simsiam_train::MetricEvent`): `"event":
 //! "step"` every logging interval (epoch, step, loss, lr, collapse, images_per_s) and
 //! `"event": "epoch"` at the end of each epoch (the same, seconds, and `knn_top1` when the kNN
-//! monitor ran). [`plot_metrics`] draws four panels: loss, collapse level and learning rate over
-//! the steps (interval records as a line, epoch means as dots), and kNN top-1 accuracy over the
-//! epochs.
+//! monitor ran, `probe_train_top1` and `probe_test_top1` when an online linear probe was
+//! trained). [`plot_metrics`] draws four panels: loss, collapse level and learning rate over the
+//! steps (interval records as a line, epoch means as dots), and kNN top-1 accuracy over the
+//! epochs, with the online probe's training and test top-1 beside it when there are any.
 
 use std::path::Path;
 
@@ -47,6 +48,12 @@ pub struct EpochRecord {
     /// kNN top-1 accuracy in [0, 1], when the monitor ran.
     #[serde(default)]
     pub knn_top1: Option<f64>,
+    /// The online probe's running top-1 over the epoch's training batches, when one was trained.
+    #[serde(default)]
+    pub probe_train_top1: Option<f64>,
+    /// The online probe's top-1 on the test split.
+    #[serde(default)]
+    pub probe_test_top1: Option<f64>,
 }
 
 /// The records of a metrics file. A resumed run appends to the file and repeats the steps
@@ -148,11 +155,27 @@ struct Panel<'a> {
     /// Values the y axis always shows (the collapse level's [0, 1]).
     y_span: Option<(f64, f64)>,
     empty_note: &'a str,
+    /// The legend's names of the line and the dots (none: not in the legend).
+    labels: [Option<&'a str>; 2],
+    /// More series, each a line with dots in a colour of its own, named in the legend.
+    extra: Vec<Series<'a>>,
 }
+
+/// A named series of a panel beside its line and dots.
+struct Series<'a> {
+    label: &'a str,
+    colour: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+const STEP_LABELS: [Option<&str>; 2] = [Some("interval mean"), Some("epoch mean")];
 
 /// The colours of the lines (interval records) and dots (epoch records).
 const LINE: RGBColor = RGBColor(31, 119, 180);
 const DOTS: RGBColor = RGBColor(214, 39, 40);
+/// The online probe's training and test accuracy.
+const PROBE_TRAIN: RGBColor = RGBColor(255, 127, 14);
+const PROBE_TEST: RGBColor = RGBColor(44, 160, 44);
 
 /// Draws the four panels of `metrics` in a 2x2 grid; a series with no value becomes an empty
 /// panel with a note.
@@ -198,6 +221,24 @@ pub fn plot_metrics(metrics: &Metrics, options: &PlotOptions) -> Result<RgbImage
         .filter_map(|e| Some(((e.epoch + 1) as f64, 100.0 * e.knn_top1?)))
         .filter(|(_, y)| y.is_finite())
         .collect();
+    let by_epoch = |field: fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+        metrics
+            .epochs
+            .iter()
+            .filter_map(|e| Some(((e.epoch + 1) as f64, 100.0 * field(e)?)))
+            .filter(|(_, y)| y.is_finite())
+            .collect()
+    };
+    let probe: Vec<Series<'_>> = [
+        ("online probe, train", PROBE_TRAIN, by_epoch(|e| e.probe_train_top1)),
+        ("online probe, test", PROBE_TEST, by_epoch(|e| e.probe_test_top1)),
+    ]
+    .into_iter()
+    .filter(|(_, _, points)| !points.is_empty())
+    .map(|(label, colour, points)| Series { label, colour, points })
+    .collect();
+    let accuracy_title =
+        if probe.is_empty() { "kNN top-1 accuracy" } else { "kNN and online-probe top-1 accuracy" };
     let panels = [
         Panel {
             title: "Loss",
@@ -207,6 +248,8 @@ pub fn plot_metrics(metrics: &Metrics, options: &PlotOptions) -> Result<RgbImage
             dots: loss_dots,
             y_span: None,
             empty_note: "no loss in this file",
+            labels: STEP_LABELS,
+            extra: Vec::new(),
         },
         Panel {
             title: "Collapse level (0 healthy, 1 collapsed)",
@@ -216,6 +259,8 @@ pub fn plot_metrics(metrics: &Metrics, options: &PlotOptions) -> Result<RgbImage
             dots: collapse_dots,
             y_span: Some((0.0, 1.0)),
             empty_note: "no collapse level in this file",
+            labels: STEP_LABELS,
+            extra: Vec::new(),
         },
         Panel {
             title: "Learning rate",
@@ -225,15 +270,19 @@ pub fn plot_metrics(metrics: &Metrics, options: &PlotOptions) -> Result<RgbImage
             dots: lr_dots,
             y_span: None,
             empty_note: "no learning rate in this file",
+            labels: STEP_LABELS,
+            extra: Vec::new(),
         },
         Panel {
-            title: "kNN top-1 accuracy",
+            title: accuracy_title,
             x_desc: "epoch",
             y_desc: "accuracy (%)",
             line: knn.clone(),
             dots: knn,
             y_span: None,
             empty_note: "no kNN accuracy in this file (the monitor did not run)",
+            labels: [Some("kNN"), None],
+            extra: probe,
         },
     ];
     let mut image = RgbImage::new(options.width, options.height);
@@ -264,7 +313,7 @@ fn span(values: impl Iterator<Item = f64>, keep: Option<(f64, f64)>) -> (f64, f6
 
 fn draw_panel(area: &Canvas<'_>, panel: &Panel<'_>, text: bool, scale: f64) -> Result<()> {
     let px = |v: f64| (v * scale).round().max(1.0) as u32;
-    let all = || panel.line.iter().chain(&panel.dots);
+    let all = || panel.line.iter().chain(&panel.dots).chain(panel.extra.iter().flat_map(|s| &s.points));
     let x = span(all().map(|p| p.0), None);
     let y = span(all().map(|p| p.1), panel.y_span);
     let mut builder = ChartBuilder::on(area);
@@ -290,7 +339,7 @@ fn draw_panel(area: &Canvas<'_>, panel: &Panel<'_>, text: bool, scale: f64) -> R
     let plot = chart.plotting_area();
     let frame = Rectangle::new([(x.0, y.0), (x.1, y.1)], BLACK.stroke_width(1));
     plot.draw(&frame).map_err(drawing("a frame"))?;
-    if panel.line.is_empty() && panel.dots.is_empty() {
+    if all().next().is_none() {
         if text {
             let (w, h) = plot.dim_in_pixel();
             let style = TextStyle::from(("sans-serif", px(16.0)).into_font())
@@ -307,19 +356,35 @@ fn draw_panel(area: &Canvas<'_>, panel: &Panel<'_>, text: bool, scale: f64) -> R
     }
     let width = px(2.0).max(2);
     if panel.line.len() > 1 {
-        chart
+        let drawn = chart
             .draw_series(LineSeries::new(panel.line.iter().copied(), LINE.stroke_width(width)))
-            .map_err(drawing("a line"))?
-            .label("interval mean")
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], LINE.stroke_width(width)));
+            .map_err(drawing("a line"))?;
+        if let Some(label) = panel.labels[0] {
+            drawn
+                .label(label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], LINE.stroke_width(width)));
+        }
     }
     let radius = px(4.0) as i32;
-    chart
+    let drawn = chart
         .draw_series(panel.dots.iter().map(|&p| Circle::new(p, radius, DOTS.filled())))
-        .map_err(drawing("the dots"))?
-        .label("epoch mean")
-        .legend(move |(x, y)| Circle::new((x + 10, y), radius, DOTS.filled()));
-    if text && panel.line.len() > 1 && !panel.dots.is_empty() && panel.line != panel.dots {
+        .map_err(drawing("the dots"))?;
+    if let Some(label) = panel.labels[1] {
+        drawn.label(label).legend(move |(x, y)| Circle::new((x + 10, y), radius, DOTS.filled()));
+    }
+    for series in &panel.extra {
+        let colour = series.colour;
+        chart
+            .draw_series(LineSeries::new(series.points.iter().copied(), colour.stroke_width(width)))
+            .map_err(drawing("a line"))?
+            .label(series.label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(width)));
+        chart
+            .draw_series(series.points.iter().map(|&p| Circle::new(p, radius - 1, colour.filled())))
+            .map_err(drawing("the dots"))?;
+    }
+    let line_and_dots = panel.line.len() > 1 && !panel.dots.is_empty() && panel.line != panel.dots;
+    if text && (line_and_dots || !panel.extra.is_empty()) {
         chart
             .configure_series_labels()
             .label_font(("sans-serif", px(14.0)))

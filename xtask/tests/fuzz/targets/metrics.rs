@@ -74,6 +74,10 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         collapse: 0.2,
         seconds: 12.5,
         knn_top1,
+        probe_train_top1: None,
+        probe_train_top5: None,
+        probe_test_top1: None,
+        probe_test_top5: None,
     };
     let whole = written(|p| events(p, &[step(5), step(10), epoch(0, Some(0.4)), step(15), epoch(1, None)]));
     // A resumed run appends steps it had already logged.
