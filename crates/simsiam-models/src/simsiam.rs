@@ -24,6 +24,8 @@ pub struct ViewOutput {
 pub struct TwoViewOutput {
     /// Backbone features of the first view, differentiable.
     pub f0: Tensor,
+    /// Backbone features of the second view, differentiable.
+    pub f1: Tensor,
     /// Projection of the first view, detached.
     pub z0: Tensor,
     /// Projection of the second view, detached.
@@ -115,11 +117,11 @@ impl<B: Backbone> SimSiam<B> {
     ///
     /// # Shapes
     /// - `x0`, `x1`: `[batch, 3, h, w]`
-    /// - returns `f0`, `[batch, feature_dim]`, and `z0`, `z1`, `p0`, `p1`, each `[batch,
-    ///   projection output_dim]`
+    /// - returns `f0`, `f1`, each `[batch, feature_dim]`, and `z0`, `z1`, `p0`, `p1`, each
+    ///   `[batch, projection output_dim]`
     pub fn forward_views(&self, x0: &Tensor, x1: &Tensor, train: bool) -> Result<TwoViewOutput> {
         let v0 = self.forward_view(x0, train)?;
         let v1 = self.forward_view(x1, train)?;
-        Ok(TwoViewOutput { f0: v0.f, z0: v0.z, z1: v1.z, p0: v0.p, p1: v1.p })
+        Ok(TwoViewOutput { f0: v0.f, f1: v1.f, z0: v0.z, z1: v1.z, p0: v0.p, p1: v1.p })
     }
 }

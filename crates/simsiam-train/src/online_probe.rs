@@ -1,8 +1,8 @@
 //! An online linear probe, as Lightly's `OnlineLinearClassifier`
 //! (`lightly/utils/benchmarking/online_linear_classifier.py`): a linear layer on the detached
-//! backbone features of the first view, trained with cross-entropy on the images' classes in
-//! the same optimiser step as the model, in a parameter group of its own without weight
-//! decay. Its accuracy says, while pretraining runs, how linearly separable the features are.
+//! backbone features of both views (the labels repeated, as Lightly's benchmark `simsiam.py`),
+//! trained with cross-entropy on the images' classes in the same optimiser step as the model,
+//! in a parameter group of its own without weight decay. Its accuracy says, while pretraining runs, how linearly separable the features are.
 
 use candle::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Linear, VarMap};

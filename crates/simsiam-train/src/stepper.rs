@@ -101,7 +101,9 @@ impl<B: Backbone> Stepper<B> {
     /// One optimiser step at learning rate `lr` on the views `x0`, `x1` of images of classes
     /// `labels` (empty when unknown). A NaN or infinite loss (on any rank) is an error, raised
     /// before the weights change. The loss reported is SimSiam's; the probe's cross-entropy,
-    /// on the first view's detached features, is added to it for the backward pass only.
+    /// on both views' detached features with the labels repeated (as Lightly's benchmark
+    /// `simsiam.py` feeds its `OnlineLinearClassifier`), is added to it for the backward pass
+    /// only.
     pub(crate) fn step(
         &mut self,
         x0: &Tensor,
@@ -113,7 +115,10 @@ impl<B: Backbone> Stepper<B> {
         let out = self.model.forward_views(x0, x1, true)?;
         let loss = symmetric_loss(self.loss.as_ref(), &out.p0, &out.z1, &out.p1, &out.z0)?;
         let probe_loss = match &mut self.probe {
-            Some(probe) if !labels.is_empty() => probe.training_loss(&out.f0, labels)?,
+            Some(probe) if !labels.is_empty() => {
+                let features = Tensor::cat(&[&out.f0, &out.f1], 0)?;
+                probe.training_loss(&features, &[labels, labels].concat())?
+            }
             _ => None,
         };
         let value = loss.to_dtype(candle::DType::F32)?.to_scalar::<f32>()?;
