@@ -11,7 +11,9 @@
 //!   [`tensorboard`] without TensorFlow) and atomic checkpoints ([`Checkpointer`]) with exact
 //!   resume.
 //! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
-//!   evaluation on frozen features ([`linear_eval`]), embedding export ([`write_embeddings_csv`]).
+//!   evaluation on cached frozen features ([`linear_eval`], the fast protocol) or as the official
+//!   `main_lincls.py` does it on augmented crops with [`Lars`] ([`paper_linear_eval`]), embedding
+//!   export ([`write_embeddings_csv`]).
 //! - [`TwoViewBatches`]: the data interface, implemented for `simsiam-data`'s loader.
 //! - [`distributed`]: data parallelism behind a [`distributed::Communicator`] (in-process
 //!   threads, or NCCL with the `nccl` feature), gradient averaging, sharded batches, rank-0
@@ -26,6 +28,7 @@ mod error;
 mod features;
 mod fs;
 mod knn;
+mod lars;
 mod linear_eval;
 mod meter;
 mod metrics;
@@ -49,7 +52,11 @@ pub use error::{Result, TrainError};
 pub use features::{Features, extract_features};
 pub use fs::atomic_write;
 pub use knn::{KnnConfig, KnnResult, accuracy, knn_classify, knn_scores, l2_normalize};
-pub use linear_eval::{LinearEvalConfig, LinearEvalResult, linear_eval};
+pub use lars::{Lars, LarsConfig};
+pub use linear_eval::{
+    LinearClassifier, LinearEvalConfig, LinearEvalResult, PaperEpoch, PaperLinearConfig, PaperLinearTrainer,
+    linear_eval, paper_linear_eval, paper_train_transform,
+};
 pub use metrics::{MetricEvent, MetricsLog, Rewound};
 pub use observer::{EpochContext, EpochStart, FirstStep, FitContext, StepContext, TrainObserver, TrainView};
 #[cfg(feature = "progress")]
