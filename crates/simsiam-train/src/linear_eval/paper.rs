@@ -258,6 +258,57 @@ mod tests {
         Ok(())
     }
 
+    /// A "backbone" that hands its input on as features.
+    struct Identity;
+
+    impl ModuleT for Identity {
+        fn forward_t(&self, x: &Tensor, _train: bool) -> candle::Result<Tensor> {
+            x.flatten_from(1)
+        }
+    }
+
+    /// Four classes, each a bump on its own feature, with seeded noise.
+    fn separable(n: usize, seed: u64) -> Result<(Tensor, Vec<usize>)> {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let labels: Vec<usize> = (0..n).map(|i| i % 4).collect();
+        let data: Vec<f32> = labels
+            .iter()
+            .flat_map(|&l| (0..6).map(move |j| if j == l { 2.0 } else { 0.0 }))
+            .map(|v| v + rng.random::<f32>() - 0.5)
+            .collect();
+        Ok((Tensor::from_vec(data, (n, 6), &candle::Device::Cpu)?, labels))
+    }
+
+    #[test]
+    fn the_trainer_learns_separable_classes_and_checks_labels() -> Result<()> {
+        let (train, train_labels) = separable(128, 1)?;
+        let (test, test_labels) = separable(64, 2)?;
+        // LARS moves each tensor by lr * 0.001 of its norm a step: a large lr for a quick test.
+        let config = PaperLinearConfig { epochs: 15, batch_size: 32, base_lr: 800.0, ..Default::default() };
+        let fc = LinearClassifier::new(6, 4, 0, &candle::Device::Cpu)?;
+        let mut trainer = PaperLinearTrainer::new(&Identity, fc, config)?;
+        let batches = |x: &Tensor, labels: &[usize]| -> Vec<Result<(Tensor, Vec<usize>)>> {
+            (0..x.dim(0).unwrap_or(0))
+                .step_by(32)
+                .map(|s| Ok((x.narrow(0, s, 32)?, labels[s..s + 32].to_vec())))
+                .collect()
+        };
+        let first = trainer.train_epoch(0, batches(&train, &train_labels))?;
+        let mut last = first;
+        for epoch in 1..15 {
+            last = trainer.train_epoch(epoch, batches(&train, &train_labels))?;
+        }
+        assert!(last.loss < first.loss && last.top1 > 0.9, "{first:?} -> {last:?}");
+        let r = trainer.evaluate(batches(&test, &test_labels))?;
+        assert!(r.top1 > 0.9 && r.top5 == 1.0, "{r:?}");
+        let bad = vec![Ok((train.narrow(0, 0, 2)?, vec![0, 4]))];
+        assert!(trainer.evaluate(bad).is_err(), "label 4 of 4 classes");
+        let short = vec![Ok((train.narrow(0, 0, 2)?, vec![0]))];
+        assert!(trainer.train_epoch(15, short).is_err(), "2 images, 1 label");
+        Ok(())
+    }
+
     #[test]
     fn the_train_transform_is_one_crop_and_flip_view() -> Result<()> {
         let t = paper_train_transform(24, Normalization::IMAGENET)?;
