@@ -166,7 +166,8 @@ pub fn linear_paper(
         seed: run.train.seed,
         drop_last: false,
         workers: run.data.workers,
-        ..LoaderConfig::default()
+        // One batch in use and one being built: a 4096-image batch of 224-pixel crops is 2.4 GB.
+        prefetch: 2,
     };
     let train = LabelledLoader::new(data.train.clone(), transform, loader_config, dev.clone())?;
     let test = eval_loader(run, data.test.clone(), &dev)?;

@@ -73,6 +73,12 @@ pub fn paper_train_transform(size: u32, normalization: Normalization) -> Result<
         .map_err(augment)
 }
 
+/// Images per backbone forward. Candle records the forward's ops (the backbone's weights are
+/// variables), which keeps every activation of a pass alive until its features are detached;
+/// PyTorch, with `requires_grad=False`, frees them as it goes. A 4096-image batch goes through
+/// in pieces so that memory stays that of 256 images.
+const FEATURE_CHUNK: usize = 256;
+
 /// What one training epoch did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PaperEpoch {
@@ -115,12 +121,22 @@ impl<'a, M: ModuleT + ?Sized> PaperLinearTrainer<'a, M> {
         &self.classifier
     }
 
-    /// The frozen backbone's features: evaluation mode, detached, f32.
+    /// The frozen backbone's features: evaluation mode, detached, f32, computed 256 images
+    /// at a time (evaluation mode treats images independently, so
+    /// the features are those of one pass).
     ///
     /// # Shapes
     /// - `images`: `[n, 3, h, w]`; returns `[n, feature_dim]`
     pub fn features(&self, images: &Tensor) -> Result<Tensor> {
-        Ok(self.backbone.forward_t(images, false)?.detach().to_dtype(DType::F32)?)
+        let n = images.dim(0)?;
+        let chunks = (0..n)
+            .step_by(FEATURE_CHUNK)
+            .map(|start| {
+                let x = images.narrow(0, start, FEATURE_CHUNK.min(n - start))?;
+                Ok(self.backbone.forward_t(&x, false)?.detach().to_dtype(DType::F32)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&chunks, 0)?)
     }
 
     /// One epoch over `batches` of augmented images and labels, at [`PaperLinearConfig::lr`]
@@ -306,6 +322,18 @@ mod tests {
         assert!(trainer.evaluate(bad).is_err(), "label 4 of 4 classes");
         let short = vec![Ok((train.narrow(0, 0, 2)?, vec![0]))];
         assert!(trainer.train_epoch(15, short).is_err(), "2 images, 1 label");
+        Ok(())
+    }
+
+    #[test]
+    fn features_of_a_large_batch_come_in_order_from_chunks() -> Result<()> {
+        let n = 2 * FEATURE_CHUNK + 3;
+        let x = Tensor::arange(0f32, (n * 2) as f32, &candle::Device::Cpu)?.reshape((n, 2, 1, 1))?;
+        let fc = LinearClassifier::new(2, 3, 0, &candle::Device::Cpu)?;
+        let trainer = PaperLinearTrainer::new(&Identity, fc, PaperLinearConfig::default())?;
+        let f = trainer.features(&x)?;
+        assert_eq!(f.dims(), [n, 2]);
+        assert_eq!(f.flatten_all()?.to_vec1::<f32>()?, x.flatten_all()?.to_vec1::<f32>()?);
         Ok(())
     }
 
