@@ -291,6 +291,48 @@ impl ImageFolder {
     pub fn skipped(&self) -> &Skipped {
         &self.skipped
     }
+
+    /// Checks that every image sits in a class sub-folder (`root/<class>/...`), as kNN and
+    /// linear evaluation need.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidFile`] naming the folder and its first image without a class.
+    pub fn require_labels(&self) -> Result<()> {
+        match self.labels.iter().position(Option::is_none) {
+            None => Ok(()),
+            Some(i) => Err(DataError::InvalidFile {
+                path: self.root.clone(),
+                reason: format!(
+                    "`{}` has no class: evaluation needs every image in a class sub-folder (<folder>/<class>/<image>)",
+                    self.names[i]
+                ),
+            }),
+        }
+    }
+
+    /// Checks that `other` (a test folder) has exactly this folder's class sub-folders, so
+    /// that a class id (the rank of its sorted name) means the same class in both.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidFile`] naming `other`'s folder, this one, and the classes only one
+    /// of them has.
+    pub fn require_same_classes(&self, other: &ImageFolder) -> Result<()> {
+        if self.classes == other.classes {
+            return Ok(());
+        }
+        let only = |a: &[String], b: &[String]| -> String {
+            a.iter().filter(|c| !b.contains(c)).map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+        };
+        Err(DataError::InvalidFile {
+            path: other.root.clone(),
+            reason: format!(
+                "its class sub-folders differ from those of {}: missing [{}], extra [{}]",
+                self.root.display(),
+                only(&self.classes, &other.classes),
+                only(&other.classes, &self.classes)
+            ),
+        })
+    }
 }
 
 impl Dataset for ImageFolder {
@@ -337,6 +379,34 @@ mod tests {
             ds.skipped(),
             &Skipped { not_images: vec!["README.txt".into()], broken_links: vec!["cats/b.png".into()] }
         );
+        Ok(())
+    }
+
+    fn class_folder(root: &Path, files: &[&str]) -> Result<ImageFolder> {
+        for f in files {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().unwrap_or(root)).map_err(io_err(root))?;
+            image::RgbImage::new(2, 2).save(&path).map_err(|source| DataError::Image { path, source })?;
+        }
+        ImageFolder::open(root, ImageFolderOptions::default())
+    }
+
+    #[test]
+    fn class_sub_folders_must_label_every_image_and_agree() -> Result<()> {
+        let tmp = tempfile::tempdir().map_err(io_err("tempdir"))?;
+        let train = class_folder(&tmp.path().join("train"), &["dog/1.png", "cat/1.png", "cat/2.png"])?;
+        let test = class_folder(&tmp.path().join("test"), &["cat/9.png", "dog/9.png"])?;
+        train.require_labels()?;
+        train.require_same_classes(&test)?;
+        assert_eq!(train.class_names(), ["cat", "dog"]);
+        assert_eq!(test.labels(), [Some(0), Some(1)]);
+
+        let other = class_folder(&tmp.path().join("other"), &["cat/1.png", "cow/1.png"])?;
+        let e = train.require_same_classes(&other).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("other") && e.contains("missing [`dog`]") && e.contains("extra [`cow`]"), "{e}");
+        let loose = class_folder(&tmp.path().join("loose"), &["cat/1.png", "stray.png"])?;
+        let e = loose.require_labels().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("loose") && e.contains("`stray.png` has no class"), "{e}");
         Ok(())
     }
 }

@@ -12,7 +12,9 @@
 //!   md5-checked, extracted safely into a temporary folder, verified, then renamed into place.
 //! - [`TwoViewLoader`]: shuffled batches of two augmented views as candle tensors
 //!   `[N, 3, H, W]`, built by worker threads ahead of training, identical for any number of
-//!   workers; [`EvalLoader`]: plain preprocessed batches in order, with labels and names.
+//!   workers; [`EvalLoader`]: plain preprocessed batches in order, with labels and names;
+//!   [`LabelledLoader`]: shuffled batches of one augmented view with labels (linear evaluation
+//!   on augmented crops).
 //!
 //! # Example
 //!
@@ -56,8 +58,8 @@ pub use error::{DataError, Result};
 pub use folder::{ImageFolder, ImageFolderOptions, Skipped};
 pub use formats::{IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_video_extension, lightly_frame_name};
 pub use loader::{
-    BatchTransform, Batches, EvalBatch, EvalConfig, EvalLoader, EvalTransform, LoaderConfig, TwoViewBatch,
-    TwoViewLoader, epoch_permutation,
+    BatchTransform, Batches, EvalBatch, EvalConfig, EvalLoader, EvalTransform, LabelledBatch, LabelledLoader,
+    LoaderConfig, TwoViewBatch, TwoViewLoader, epoch_permutation,
 };
 
 /// The README's example, compiled and run as a doctest.

@@ -11,7 +11,9 @@
 //!   [`tensorboard`] without TensorFlow) and atomic checkpoints ([`Checkpointer`]) with exact
 //!   resume.
 //! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
-//!   evaluation on frozen features ([`linear_eval`]), embedding export ([`write_embeddings_csv`]).
+//!   evaluation on cached frozen features ([`linear_eval`], the fast protocol) or as the official
+//!   `main_lincls.py` does it on augmented crops with [`Lars`] ([`paper_linear_eval`]), embedding
+//!   export ([`write_embeddings_csv`]).
 //! - [`TwoViewBatches`]: the data interface, implemented for `simsiam-data`'s loader.
 //! - [`distributed`]: data parallelism behind a [`distributed::Communicator`] (in-process
 //!   threads, or NCCL with the `nccl` feature), gradient averaging, sharded batches, rank-0
@@ -27,6 +29,7 @@ mod features;
 mod fs;
 mod init_weights;
 mod knn;
+mod lars;
 mod linear_eval;
 mod meter;
 mod metrics;
@@ -54,7 +57,11 @@ pub use features::{Features, extract_features};
 pub use fs::atomic_write;
 pub use init_weights::{InitSource, load_init_weights, save_backbone_torchvision};
 pub use knn::{KnnConfig, KnnResult, accuracy, knn_classify, knn_scores, l2_normalize};
-pub use linear_eval::{LinearEvalConfig, LinearEvalResult, linear_eval};
+pub use lars::{Lars, LarsConfig};
+pub use linear_eval::{
+    LinearClassifier, LinearEvalConfig, LinearEvalResult, PaperEpoch, PaperLinearConfig, PaperLinearTrainer,
+    linear_eval, paper_linear_eval, paper_train_transform,
+};
 pub use metrics::{MetricEvent, MetricsLog, Rewound};
 pub use observer::{
     EpochContext, EpochStart, FirstStep, FitContext, ProbeAccuracy, StepContext, TrainObserver, TrainView,

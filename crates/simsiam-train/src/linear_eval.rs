@@ -1,6 +1,18 @@
-//! Linear evaluation: a linear classifier trained on frozen, cached backbone features
-//! (the SimSiam paper's Section 4 protocol, on features computed once), reporting top-1 and
-//! top-5 accuracy.
+//! Linear evaluation, two protocols reporting top-1 and top-5 accuracy:
+//!
+//! - fast ([`linear_eval`], this file): a linear classifier trained with SGD on frozen backbone
+//!   features computed once (no augmentation), standardised;
+//! - paper ([`paper_linear_eval`], `paper.rs`): the official `main_lincls.py`, new augmented
+//!   crops through the frozen backbone every epoch, LARS, `fc` from N(0, 0.01)
+//!   ([`LinearClassifier`], `classifier.rs`).
+
+mod classifier;
+mod paper;
+
+pub use classifier::LinearClassifier;
+pub use paper::{
+    PaperEpoch, PaperLinearConfig, PaperLinearTrainer, paper_linear_eval, paper_train_transform,
+};
 
 use candle::{D, DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;

@@ -133,23 +133,54 @@ enum EvalCommand {
     Knn {
         #[command(flatten)]
         checkpoint: CheckpointArgs,
+        #[command(flatten)]
+        test: TestArgs,
     },
     /// Weighted kNN of a randomly initialised network (the baseline pretraining must beat).
     KnnRandom {
         #[command(flatten)]
         config: ConfigArgs,
+        #[command(flatten)]
+        test: TestArgs,
     },
-    /// A linear classifier on frozen features.
+    /// A linear classifier on the frozen backbone.
     Linear {
         #[command(flatten)]
         checkpoint: CheckpointArgs,
-        /// Epochs of the classifier.
-        #[arg(long, default_value_t = 100)]
-        epochs: usize,
-        /// Learning rate of the classifier.
-        #[arg(long, default_value_t = 0.1)]
-        lr: f64,
+        /// `fast`: SGD on standardised features computed once, no augmentation. `paper`: as the
+        /// official main_lincls.py, new random crops and flips through the frozen backbone
+        /// every epoch, LARS at lr x batch / 256, cosine decay per epoch.
+        #[arg(long, value_enum, default_value_t = Protocol::Fast)]
+        protocol: Protocol,
+        /// Epochs of the classifier [fast: 100, paper: 90].
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Learning rate [fast: 0.1; paper: the base rate 0.02, which trains at lr x batch / 256].
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Images per step [fast: 256, paper: 4096].
+        #[arg(long)]
+        batch_size: Option<usize>,
+        #[command(flatten)]
+        test: TestArgs,
     },
+}
+
+/// The linear-evaluation protocol.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    /// A classifier on cached, standardised features.
+    Fast,
+    /// The official main_lincls.py.
+    Paper,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// The test images of a folder dataset: a folder with the same class sub-folders as
+    /// data.path (class ids from the sorted sub-folder names).
+    #[arg(long = "test", value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -259,9 +290,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             pretrain::pretrain(&run, resume)?;
         }
-        Command::Eval(EvalCommand::Knn { checkpoint }) => {
+        Command::Eval(EvalCommand::Knn { checkpoint, test }) => {
             let run = checkpoint.run_config()?;
-            let r = evaluate::knn(&run, checkpoint.checkpoint.as_deref())?;
+            let r = evaluate::knn(&run, checkpoint.checkpoint.as_deref(), test.dir.as_deref())?;
             println!(
                 "kNN (k={}, t={}): top-1 {:.2}%, top-5 {:.2}%",
                 run.train.knn_k,
@@ -270,10 +301,10 @@ fn run(cli: Cli) -> Result<()> {
                 100.0 * r.top5
             );
         }
-        Command::Eval(EvalCommand::KnnRandom { config }) => {
+        Command::Eval(EvalCommand::KnnRandom { config, test }) => {
             let run = config.load()?;
             run.validate()?;
-            let r = evaluate::knn(&run, None)?;
+            let r = evaluate::knn(&run, None, test.dir.as_deref())?;
             println!(
                 "kNN of a random network (seed {}, k={}, t={}): top-1 {:.2}%, top-5 {:.2}%",
                 run.train.seed,
@@ -283,18 +314,43 @@ fn run(cli: Cli) -> Result<()> {
                 100.0 * r.top5
             );
         }
-        Command::Eval(EvalCommand::Linear { checkpoint, epochs, lr }) => {
+        Command::Eval(EvalCommand::Linear { checkpoint, protocol, epochs, lr, batch_size, test }) => {
             let run = checkpoint.run_config()?;
-            let r = evaluate::linear(
-                &run,
-                checkpoint.checkpoint.as_deref(),
-                &run.linear_eval_config(epochs, lr),
-            )?;
-            println!(
-                "linear evaluation ({epochs} epochs): top-1 {:.2}%, top-5 {:.2}%",
-                100.0 * r.top1,
-                100.0 * r.top5
-            );
+            let (ck, test) = (checkpoint.checkpoint.as_deref(), test.dir.as_deref());
+            match protocol {
+                Protocol::Fast => {
+                    let epochs = epochs.unwrap_or(100);
+                    let mut config = run.linear_eval_config(epochs, lr.unwrap_or(0.1));
+                    config.batch_size = batch_size.unwrap_or(config.batch_size);
+                    let r = evaluate::linear(&run, ck, &config, test)?;
+                    println!(
+                        "linear evaluation ({epochs} epochs): top-1 {:.2}%, top-5 {:.2}%",
+                        100.0 * r.top1,
+                        100.0 * r.top5
+                    );
+                }
+                Protocol::Paper => {
+                    let config = evaluate::paper_linear_config(&run, epochs, batch_size, lr);
+                    let r = evaluate::linear_paper(&run, ck, &config, test, |e| {
+                        eprintln!(
+                            "epoch {}/{}: lr {:.4}, loss {:.4}, train top-1 {:.2}%",
+                            e.epoch + 1,
+                            config.epochs,
+                            e.lr,
+                            e.loss,
+                            100.0 * e.top1
+                        );
+                    })?;
+                    println!(
+                        "linear evaluation (paper protocol, {} epochs, batch {}, lr {}): top-1 {:.2}%, top-5 {:.2}%",
+                        config.epochs,
+                        config.batch_size,
+                        config.init_lr(),
+                        100.0 * r.top1,
+                        100.0 * r.top5
+                    );
+                }
+            }
         }
         Command::Embed { checkpoint, out } => {
             let run = checkpoint.run_config()?;

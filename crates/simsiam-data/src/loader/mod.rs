@@ -7,15 +7,19 @@
 //! - `batch_transform`: the multi-view augmentation interface the two-view loader needs.
 //! - `two_view`: [`TwoViewLoader`], for pretraining.
 //! - `eval`: [`EvalLoader`], for embeddings, kNN and linear evaluation.
+//! - `labelled`: [`LabelledLoader`], one augmented view per image with its label, for training
+//!   a classifier on augmented crops.
 
 mod batch_transform;
 mod eval;
+mod labelled;
 mod order;
 mod two_view;
 mod workers;
 
 pub use batch_transform::BatchTransform;
 pub use eval::{EvalBatch, EvalConfig, EvalLoader, EvalTransform};
+pub use labelled::{LabelledBatch, LabelledLoader};
 pub use order::epoch_permutation;
 pub use two_view::{LoaderConfig, TwoViewBatch, TwoViewLoader};
 pub use workers::Batches;
