@@ -55,7 +55,8 @@ pub use observer::{EpochContext, EpochStart, FirstStep, FitContext, StepContext,
 #[cfg(feature = "progress")]
 pub use observers::ProgressObserver;
 pub use observers::{
-    CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver, TensorBoardObserver,
+    CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver, MinuteMarks,
+    TensorBoardObserver, TimeBudgetObserver,
 };
 pub use outcome::{TrainOutcome, TrainSummary};
 pub use schedule::{CosineSchedule, scaled_lr};

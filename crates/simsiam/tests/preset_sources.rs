@@ -87,6 +87,8 @@ fn lightly_example_is_lightlys_examples_pytorch_simsiam_py() {
             knn_every: 1,                     // ours: the example has no kNN monitor
             knn_k: 200,
             knn_t: 0.1,
+            minutes: 0.0,               // ours: no time budget
+            knn_at_minutes: Vec::new(), // ours
         },
     };
     check(Preset::LightlyExample, &want, SimSiamConfig::lightly_example());
@@ -154,6 +156,8 @@ fn lightly_cifar10_benchmark_is_lightlys_cifar10_benchmark_py() {
             knn_every: 1,
             knn_k: 200, // lines 105-106: knn_k = 200, knn_t = 0.1; kNN at every validation epoch.
             knn_t: 0.1,
+            minutes: 0.0,               // ours: no time budget
+            knn_at_minutes: Vec::new(), // ours
         },
     };
     check(Preset::LightlyCifar10Benchmark, &want, SimSiamConfig::lightly_cifar10_benchmark());
@@ -221,6 +225,8 @@ fn satellite_is_lightlys_tutorial_4() {
             knn_every: 1,                        // ours: the tutorial has no kNN monitor
             knn_k: 200,
             knn_t: 0.1,
+            minutes: 0.0,               // ours: no time budget
+            knn_at_minutes: Vec::new(), // ours
         },
     };
     check(Preset::Satellite, &want, SimSiamConfig::satellite());
@@ -294,6 +300,8 @@ fn cifar10_paper_is_the_papers_cifar_recipe_on_the_official_model() {
             knn_every: 10,                 // kNN every 10 epochs: ours
             knn_k: 200,
             knn_t: 0.1,
+            minutes: 0.0,               // ours: no time budget
+            knn_at_minutes: Vec::new(), // ours
         },
     };
     check(Preset::Cifar10Paper, &want, SimSiamConfig::cifar10_paper());
@@ -361,6 +369,8 @@ fn imagenet_paper_is_the_official_main_simsiam_py() {
             knn_every: 10,                            // ours: the official code has no kNN monitor
             knn_k: 200,
             knn_t: 0.1,
+            minutes: 0.0,               // ours: no time budget
+            knn_at_minutes: Vec::new(), // ours
         },
     };
     check(Preset::ImagenetPaper, &want, SimSiamConfig::imagenet_paper());

@@ -9,6 +9,7 @@ mod progress;
 mod tensorboard;
 #[cfg(test)]
 pub(crate) mod testing;
+mod time_budget;
 
 pub use checkpoint::CheckpointObserver;
 pub use collapse::CollapseObserver;
@@ -18,6 +19,7 @@ pub use metrics::MetricsObserver;
 pub use progress::ProgressObserver;
 use simsiam_models::Backbone;
 pub use tensorboard::TensorBoardObserver;
+pub use time_budget::{MinuteMarks, TimeBudgetObserver};
 
 use crate::Result;
 use crate::observer::TrainObserver;

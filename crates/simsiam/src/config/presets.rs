@@ -80,6 +80,8 @@ fn ours(name: &str) -> TrainConfig {
         knn_every: 1,
         knn_k: 200,
         knn_t: 0.1,
+        minutes: 0.0,
+        knn_at_minutes: Vec::new(),
     }
 }
 
