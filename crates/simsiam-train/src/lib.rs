@@ -8,8 +8,9 @@
 //!   by a signal after saving a checkpoint); around it [`TrainObserver`]s, one concern each: a
 //!   collapse monitor, a kNN monitor, a progress bar (feature `progress`), JSON-lines metrics
 //!   ([`MetricsLog`]), TensorBoard event files ([`TensorBoardObserver`], written by
-//!   [`tensorboard`] without TensorFlow) and atomic checkpoints ([`Checkpointer`]) with exact
-//!   resume.
+//!   [`tensorboard`] without TensorFlow), atomic checkpoints ([`Checkpointer`]) with exact
+//!   resume, and a training-time budget with kNN at minute marks ([`TimeBudgetObserver`], on
+//!   the trainer's clock of steps and loading, evaluation excluded).
 //! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
 //!   evaluation on frozen features ([`linear_eval`]), embedding export ([`write_embeddings_csv`]).
 //! - [`TwoViewBatches`]: the data interface, implemented for `simsiam-data`'s loader.

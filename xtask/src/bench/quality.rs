@@ -287,6 +287,19 @@ pub fn run(args: &[String]) -> Result<()> {
         torch.push(read_curve(&out)?);
     }
     let load_after = loadavg();
+    let mut notes = Vec::new();
+    if let Some(m) = o.minutes {
+        for (name, runs) in [("ours", &ours), ("PyTorch", &torch)] {
+            if runs.iter().any(|c| c.time_up.is_none()) {
+                let note = format!(
+                    "{name} finished its epochs before the {m}-minute budget: the later marks are missing \
+                     (raise --epochs to size the schedule to the budget)"
+                );
+                eprintln!("warning: {note}");
+                notes.push(note);
+            }
+        }
+    }
     let sides = [Side { name: "simsiam-rs", runs: &ours }, Side { name: "PyTorch + Lightly", runs: &torch }];
     let mut tables = String::new();
     if !o.marks.is_empty() {
@@ -320,7 +333,7 @@ pub fn run(args: &[String]) -> Result<()> {
         load_after,
         git: if dirty { format!("{rev} with local changes") } else { rev.clone() },
         reference: Ok(python.describe()),
-        notes: vec![
+        notes: [
             format!(
                 "recipe `{}`{}, {} thread(s) each (RAYON_NUM_THREADS, torch.set_num_threads), seeds {:?}; \
                  the PyTorch side reads our run's config.toml",
@@ -339,7 +352,10 @@ pub fn run(args: &[String]) -> Result<()> {
                 "vector level: ours `{isa}`, PyTorch `{}`",
                 versions["cpu_capability"].as_str().unwrap_or("unknown")
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(notes)
+        .collect(),
     };
     let markdown = report::markdown(&header, &tables);
     let record = json!({
