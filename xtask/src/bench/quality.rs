@@ -306,7 +306,11 @@ pub fn run(args: &[String]) -> Result<()> {
         tables.push_str(&minutes_table(&o.marks, &sides));
         tables.push('\n');
     }
-    tables.push_str(&epochs_table(&sides));
+    // Only the epochs both sides completed (none in a short budget).
+    let epochs = epochs_table(&sides);
+    if epochs.lines().next().is_some_and(|head| head != "| epochs |") {
+        tables.push_str(&epochs);
+    }
     if o.seeds.len() > 1 || o.minutes.is_none() {
         tables.push('\n');
         tables.push_str(&final_table(&o.seeds, &sides));
