@@ -1,11 +1,13 @@
 //! `cargo xtask bench [step|augment|loader|all]`: our benchmark examples beside the PyTorch and
 //! Lightly references, in one run, written to `target/bench/<kind>-<timestamp>.{json,md}` with
-//! the machine, the load and the versions, the Markdown in the layout of docs/performance*.md.
+//! the machine, the load and the versions, the Markdown in the layout of docs/performance*.md;
+//! `bench quality` (time to accuracy, [`quality`]) trains both sides and writes docs/bench/.
 
 mod augment;
 mod cmd;
 mod loader;
 mod python;
+mod quality;
 mod report;
 mod step;
 
@@ -20,6 +22,7 @@ use report::Header;
 
 pub use cmd::{Cmd, quote};
 pub use python::{Python, find_python};
+pub use quality::USAGE as QUALITY_USAGE;
 
 use crate::{cargo, check_nvcc, project_root, take_features};
 
@@ -89,7 +92,6 @@ fn parse_one<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T> {
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
         let (features, args) = take_features(args)?;
-        check_nvcc(features.as_deref())?;
         let args = &args[..];
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let mut o = Options {
@@ -270,7 +272,11 @@ fn command_line(kind: Kind, options: &Options) -> String {
 
 /// `cargo xtask bench ...`.
 pub fn run(args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("quality") {
+        return quality::run(&args[1..]);
+    }
     let options = Options::parse(args)?;
+    check_nvcc(options.features.as_deref())?;
     if options.kinds.contains(&Kind::Loader) {
         loader::check_data(&options.loader.data)?;
     }

@@ -33,11 +33,17 @@ fn main() -> Result<()> {
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("pretrain-cifar") => pretrain_cifar::pretrain(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}{}{}{}", fuzz::USAGE, gpu_check::USAGE, bench::USAGE);
+            print!("{USAGE}{}{}{}{}", fuzz::USAGE, gpu_check::USAGE, bench::USAGE, bench::QUALITY_USAGE);
             Ok(())
         }
         Some(other) => {
-            bail!("unknown task `{other}`\n\n{USAGE}{}{}{}", fuzz::USAGE, gpu_check::USAGE, bench::USAGE)
+            bail!(
+                "unknown task `{other}`\n\n{USAGE}{}{}{}{}",
+                fuzz::USAGE,
+                gpu_check::USAGE,
+                bench::USAGE,
+                bench::QUALITY_USAGE
+            )
         }
     }
 }

@@ -53,6 +53,11 @@ pub struct TrainState {
     /// Batches per epoch of the run, so that a mid-epoch resume skips the right number.
     #[serde(default)]
     pub batches_per_epoch: usize,
+    /// Seconds on the training clock: the steps and the loading of their batches, without
+    /// evaluation, checkpoints or anything else observers do (0 in checkpoints written before
+    /// the clock existed), so that a time budget survives a resume.
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 /// Writes checkpoints into a directory and finds the newest.

@@ -8,8 +8,9 @@
 //!   by a signal after saving a checkpoint); around it [`TrainObserver`]s, one concern each: a
 //!   collapse monitor, a kNN monitor, an online linear probe ([`OnlineProbe`]), a progress bar (feature `progress`), JSON-lines metrics
 //!   ([`MetricsLog`]), TensorBoard event files ([`TensorBoardObserver`], written by
-//!   [`tensorboard`] without TensorFlow) and atomic checkpoints ([`Checkpointer`]) with exact
-//!   resume.
+//!   [`tensorboard`] without TensorFlow), atomic checkpoints ([`Checkpointer`]) with exact
+//!   resume, and a training-time budget with kNN at minute marks ([`TimeBudgetObserver`], on
+//!   the trainer's clock of steps and loading, evaluation excluded).
 //! - Evaluation: weighted kNN ([`knn_classify`]) as Lightly's benchmarks define it, linear
 //!   evaluation on cached frozen features ([`linear_eval`], the fast protocol) or as the official
 //!   `main_lincls.py` does it on augmented crops with [`Lars`] ([`paper_linear_eval`]), embedding
@@ -69,8 +70,8 @@ pub use observer::{
 #[cfg(feature = "progress")]
 pub use observers::ProgressObserver;
 pub use observers::{
-    CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver, OnlineProbeObserver,
-    ProbeTestSet, TensorBoardObserver,
+    CheckpointObserver, CollapseObserver, KnnMonitor, KnnObserver, MetricsObserver, MinuteMarks,
+    OnlineProbeObserver, ProbeTestSet, TensorBoardObserver, TimeBudgetObserver,
 };
 pub use online_probe::{OnlineProbe, PROBE_PREFIX, TopK};
 pub use outcome::{TrainOutcome, TrainSummary};

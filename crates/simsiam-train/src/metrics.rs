@@ -77,8 +77,9 @@ impl MetricsLog {
         Ok(Self { path: path.to_owned(), file })
     }
 
-    /// Writes one event as a line and flushes it.
-    pub fn log(&mut self, event: &MetricEvent) -> Result<()> {
+    /// Writes one event as a line and flushes it: a [`MetricEvent`], or an observer's own
+    /// record (a JSON object with an `"event"` and, to be rewound with the rest, a `"step"`).
+    pub fn log(&mut self, event: &impl Serialize) -> Result<()> {
         let mut line = serde_json::to_string(event).map_err(|e| TrainError::Config(e.to_string()))?;
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(|e| TrainError::io(&self.path, e))?;

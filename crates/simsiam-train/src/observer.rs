@@ -87,6 +87,12 @@ pub struct StepContext<'a> {
     pub collapse: f32,
     /// The moving average of the loss, filled in by the collapse monitor.
     pub smoothed_loss: f32,
+    /// Seconds on the training clock after this step ([`TrainState::train_seconds`]).
+    pub train_seconds: f64,
+    /// Set by an observer to end the fit after this step, a checkpoint saved, as
+    /// [`crate::TrainOutcome::TimeUp`] (a time budget spent). Data-parallel, every rank must
+    /// set it at the same step.
+    pub stop: bool,
 }
 
 /// After an epoch.
@@ -203,8 +209,9 @@ pub trait TrainObserver<B: Backbone> {
         Ok(())
     }
 
-    /// When an interruption stops the fit (on every rank at the same step), after that step's
-    /// [`TrainObserver::on_step`].
+    /// When an interruption or a spent time budget ([`StepContext::stop`]) stops the fit
+    /// before its last epoch (on every rank at the same step), after that step's
+    /// [`TrainObserver::on_step`] (and its epoch's end, when it was the epoch's last step).
     fn on_interrupt(&mut self, _run: &TrainView<'_, B>) -> Result<()> {
         Ok(())
     }

@@ -25,20 +25,24 @@ pub enum TrainOutcome {
     /// The interrupt flag stopped training after a step, mid-epoch; `epochs` is the epoch
     /// that was in progress.
     Interrupted(TrainSummary),
+    /// An observer ended the fit after a step because the training-time budget was spent
+    /// ([`crate::TimeBudgetObserver`]); the checkpoint of that step is saved and a longer
+    /// budget resumes from it.
+    TimeUp(TrainSummary),
 }
 
 impl TrainOutcome {
     /// The summary, however the fit ended.
     pub fn summary(&self) -> &TrainSummary {
         match self {
-            Self::Finished(s) | Self::Interrupted(s) => s,
+            Self::Finished(s) | Self::Interrupted(s) | Self::TimeUp(s) => s,
         }
     }
 
     /// The summary, however the fit ended.
     pub fn into_summary(self) -> TrainSummary {
         match self {
-            Self::Finished(s) | Self::Interrupted(s) => s,
+            Self::Finished(s) | Self::Interrupted(s) | Self::TimeUp(s) => s,
         }
     }
 
@@ -60,6 +64,9 @@ mod tests {
         assert_eq!(stopped.summary(), &summary);
         let done = TrainOutcome::Finished(summary.clone());
         assert!(!done.is_interrupted());
-        assert_eq!(done.into_summary(), summary);
+        assert_eq!(done.into_summary(), summary.clone());
+        let out_of_time = TrainOutcome::TimeUp(summary.clone());
+        assert!(!out_of_time.is_interrupted());
+        assert_eq!(out_of_time.summary(), &summary);
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use candle_nn::VarMap;
 use simsiam_loss::Similarity;
@@ -47,8 +48,17 @@ struct Plan {
 /// (its record, its checkpoint) and then stops: resuming an epoch with no step left would log
 /// an empty epoch.
 enum EpochEnd {
-    Completed { loss: f32, lr: f64, seconds: f64, interrupted: bool },
-    Interrupted,
+    Completed { loss: f32, lr: f64, seconds: f64, stop: Option<Stop> },
+    Stopped(Stop),
+}
+
+/// Why a fit stops before its last epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The interrupt flag (a signal).
+    Interrupt,
+    /// An observer's time budget ([`StepContext::stop`]).
+    TimeUp,
 }
 
 impl<B: Backbone> Trainer<B> {
@@ -71,6 +81,7 @@ impl<B: Backbone> Trainer<B> {
             config: run_config.clone(),
             library_version: env!("CARGO_PKG_VERSION").to_owned(),
             batches_per_epoch: 0,
+            train_seconds: 0.0,
         };
         let observers = Observers {
             collapse: CollapseObserver::new(model.output_dim()),
@@ -252,7 +263,8 @@ impl<B: Backbone> Trainer<B> {
 
     /// Trains until `until` epochs (at most `config.epochs`) are complete; the schedule still
     /// spans `config.epochs`, so a run split in parts equals one run. An interruption ends
-    /// the fit early with [`TrainOutcome::Interrupted`], every rank at the same step.
+    /// the fit early with [`TrainOutcome::Interrupted`], every rank at the same step; an
+    /// observer's spent time budget with [`TrainOutcome::TimeUp`].
     pub fn fit_until(&mut self, data: &dyn TwoViewBatches, until: usize) -> Result<TrainOutcome> {
         let until = until.min(self.config.epochs);
         let per_epoch = self.batches_per_epoch(data)?;
@@ -270,10 +282,9 @@ impl<B: Backbone> Trainer<B> {
         let (mut last_loss, mut knn_top1) = (f32::NAN, None);
         while self.stepper.state.epoch < until {
             let epoch = self.stepper.state.epoch;
-            let EpochEnd::Completed { loss, lr, seconds, interrupted } = self.train_epoch(data, &plan)?
-            else {
-                self.observers.each(|o| o.on_interrupt(&self.stepper.view()))?;
-                return Ok(TrainOutcome::Interrupted(self.summary(last_loss, knn_top1)));
+            let (loss, lr, seconds, stop) = match self.train_epoch(data, &plan)? {
+                EpochEnd::Completed { loss, lr, seconds, stop } => (loss, lr, seconds, stop),
+                EpochEnd::Stopped(why) => return self.stop_early(why, last_loss, knn_top1),
             };
             self.stepper.state.epoch += 1;
             let (epochs, step) = (self.config.epochs, self.stepper.state.step);
@@ -290,16 +301,28 @@ impl<B: Backbone> Trainer<B> {
             };
             self.observers.each(|o| o.on_epoch_end(&mut ctx, &self.stepper.view()))?;
             (last_loss, knn_top1) = (ctx.loss, ctx.knn_top1.or(knn_top1));
-            if interrupted && self.stepper.state.epoch < until {
-                self.observers.each(|o| o.on_interrupt(&self.stepper.view()))?;
-                return Ok(TrainOutcome::Interrupted(self.summary(last_loss, knn_top1)));
+            if let Some(why) = stop.filter(|_| self.stepper.state.epoch < until) {
+                return self.stop_early(why, last_loss, knn_top1);
             }
         }
         self.observers.each(|o| o.on_fit_end(&self.stepper.view()))?;
         Ok(TrainOutcome::Finished(self.summary(last_loss, knn_top1)))
     }
 
-    /// The steps of the epoch in progress, from where the state stands in it.
+    /// Ends the fit before its last epoch: the observers' `on_interrupt` (the checkpoint),
+    /// then the outcome that says why.
+    fn stop_early(&mut self, why: Stop, last_loss: f32, knn_top1: Option<f64>) -> Result<TrainOutcome> {
+        self.observers.each(|o| o.on_interrupt(&self.stepper.view()))?;
+        let summary = self.summary(last_loss, knn_top1);
+        Ok(match why {
+            Stop::Interrupt => TrainOutcome::Interrupted(summary),
+            Stop::TimeUp => TrainOutcome::TimeUp(summary),
+        })
+    }
+
+    /// The steps of the epoch in progress, from where the state stands in it. The training
+    /// clock ([`TrainState::train_seconds`]) runs from the request for each batch to the end
+    /// of its step: the observers' work (evaluation, logging, checkpoints) is not on it.
     fn train_epoch(&mut self, data: &dyn TwoViewBatches, plan: &Plan) -> Result<EpochEnd> {
         let per_epoch = self.stepper.state.batches_per_epoch;
         let epoch = self.stepper.state.epoch;
@@ -311,7 +334,8 @@ impl<B: Backbone> Trainer<B> {
         }
         let mut meter = EpochMeter::start();
         let mut lr = plan.schedule.lr(0);
-        let mut interrupted = false;
+        let mut stop = None;
+        let mut lap = Instant::now();
         for batch in data.batches(epoch as u64, done)? {
             let batch = batch?;
             lr = plan.schedule.lr(match self.config.schedule_step {
@@ -321,6 +345,7 @@ impl<B: Backbone> Trainer<B> {
                 ScheduleStep::Constant => self.stepper.state.step.min(plan.constant_from),
             });
             let out = self.stepper.step(&batch.x0, &batch.x1, &batch.labels, lr)?;
+            self.stepper.state.train_seconds += lap.elapsed().as_secs_f64();
             meter.record(out.loss);
             let step = self.stepper.state.step;
             let mut ctx = StepContext {
@@ -336,19 +361,23 @@ impl<B: Backbone> Trainer<B> {
                     .then(|| meter.first_step((plan.until - epoch) * per_epoch - done - 1)),
                 collapse: 0.0,
                 smoothed_loss: 0.0,
+                train_seconds: self.stepper.state.train_seconds,
+                stop: false,
             };
             self.observers.each(|o| o.on_step(&mut ctx, &self.stepper.view()))?;
+            lap = Instant::now();
             if ctx.log_due {
                 meter.restart_interval();
             }
-            if out.interrupted {
+            stop = if out.interrupted { Some(Stop::Interrupt) } else { ctx.stop.then_some(Stop::TimeUp) };
+            if let Some(why) = stop {
                 if step < (epoch + 1) * per_epoch {
-                    return Ok(EpochEnd::Interrupted);
+                    return Ok(EpochEnd::Stopped(why));
                 }
-                interrupted = true; // at the epoch's last step
+                break; // at the epoch's last step: the epoch completes, then the fit stops
             }
         }
-        Ok(EpochEnd::Completed { loss: meter.epoch_loss(), lr, seconds: meter.seconds(), interrupted })
+        Ok(EpochEnd::Completed { loss: meter.epoch_loss(), lr, seconds: meter.seconds(), stop })
     }
 
     /// The data's batches per epoch, which must be those of the checkpoint resumed from.

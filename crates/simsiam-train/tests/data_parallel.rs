@@ -133,6 +133,7 @@ fn worker(comm: Arc<dyn Communicator>, plan: &Plan) -> Result<Outcome> {
                 config: serde_json::json!({ "test": "data parallel" }),
                 library_version: "test".into(),
                 batches_per_epoch: 0,
+                train_seconds: 0.0,
             };
             written = save_checkpoint_rank0(comm.as_ref(), checkpointer, &varmap, None, &sgd, &state)?;
         }

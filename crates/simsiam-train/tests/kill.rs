@@ -75,6 +75,7 @@ fn child_checkpoint_writer() -> Result<()> {
             config: serde_json::json!({ "writer": step }),
             library_version: "test".into(),
             batches_per_epoch: 1,
+            train_seconds: 0.0,
         };
         checkpointer.save(&varmap, &sgd, &state)?;
     }

@@ -207,6 +207,25 @@ pub struct TrainConfig {
     /// an unlabelled dataset) or `false`. Files written before it existed mean `"auto"`.
     #[serde(default)]
     pub online_probe: OnlineProbeSetting,
+    /// A training-time budget in minutes (0: none): the run stops at the first step end after
+    /// it, with a checkpoint, and `--resume` with a larger budget continues. The training
+    /// clock counts the steps and the loading of their batches, not evaluation, logging or
+    /// checkpoints, and is kept in checkpoints. Left out of the TOML when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub minutes: f64,
+    /// Minutes of the training clock at which the kNN monitor runs (e.g. `[15, 30, 45, 60]`),
+    /// logged to `metrics.jsonl` as `knn_mark` lines. Left out of the TOML when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knn_at_minutes: Vec<f64>,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
+
+/// Keys left out of the TOML at their defaults, which overrides may still set.
+fn omitted_at_default(section: &str, field: &str) -> bool {
+    matches!((section, field), ("train", "minutes" | "knn_at_minutes"))
 }
 
 impl RunConfig {
@@ -250,7 +269,7 @@ impl RunConfig {
                 .get_mut(section)
                 .and_then(toml::Value::as_table_mut)
                 .with_context(|| format!("unknown config section `{section}` in `{item}`"))?;
-            if !table.contains_key(field) {
+            if !table.contains_key(field) && !omitted_at_default(section, field) {
                 bail!("unknown config key `{section}.{field}` in `{item}`");
             }
             let parsed = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
@@ -331,6 +350,12 @@ mod tests {
         assert!(base.clone().with_overrides(&["train.epoch=3".into()]).is_err());
         assert!(base.clone().with_overrides(&["train.epochs=lots".into()]).is_err());
         assert!(base.clone().with_overrides(&["epochs".into()]).is_err());
+        let c = base
+            .clone()
+            .with_overrides(&["train.minutes=60".into(), "train.knn_at_minutes=[15, 30]".into()])?;
+        assert_eq!((c.train.minutes, c.train.knn_at_minutes.as_slice()), (60.0, &[15.0, 30.0][..]));
+        assert!(c.to_toml()?.contains("minutes = 60.0") && !base.to_toml()?.contains("minutes"));
+        assert_eq!(toml::from_str::<RunConfig>(&c.to_toml()?)?, c);
         let c = base
             .clone()
             .with_overrides(&["train.device=cuda:1".into(), "train.schedule=iteration".into()])?;

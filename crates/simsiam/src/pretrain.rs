@@ -9,8 +9,9 @@ use simsiam_models::Backbone;
 use simsiam_models::BatchStats;
 use simsiam_train::distributed::{Communicator, ShardedBatches, synced_batch_stats};
 use simsiam_train::{
-    Checkpointer, EpochContext, MetricsLog, StepContext, TensorBoardObserver, TrainObserver, TrainOutcome,
-    TrainSummary, TrainView, Trainer, TwoViewBatches, knn_monitor, probe_test_set, save_weights,
+    Checkpointer, EpochContext, MetricsLog, StepContext, TensorBoardObserver, TimeBudgetObserver,
+    TrainObserver, TrainOutcome, TrainSummary, TrainView, Trainer, TwoViewBatches, knn_monitor,
+    probe_test_set, save_weights,
 };
 
 use crate::config::RunConfig;
@@ -136,6 +137,19 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
     if !std::io::stderr().is_terminal() {
         trainer = trainer.with_observer(PlainProgress);
     }
+    // Every rank follows the budget (rank 0's clock decides); rank 0 evaluates and logs.
+    if let Some(marks) = run.minute_marks()? {
+        let mut clock = TimeBudgetObserver::new(marks, t.batch_size);
+        if let (true, Some(test), Some(classes)) = (primary, &data.test, data.classes) {
+            let bank = eval_loader(run, data.train.clone(), &device)?;
+            let queries = eval_loader(run, test.clone(), &device)?;
+            clock = clock.with_knn(knn_monitor(bank, queries, classes, run.knn_config()));
+        }
+        if primary {
+            clock = clock.with_metrics(&out.metrics);
+        }
+        trainer = trainer.with_observer(clock);
+    }
     let batches = loader.batches_per_epoch();
     // Each rank keeps its rows of every global batch (seed-derived, the same on every rank).
     let source: Box<dyn TwoViewBatches> = match &rank {
@@ -157,6 +171,19 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
     }
     let summary = match trainer.fit(source.as_ref())? {
         TrainOutcome::Finished(summary) => summary,
+        TrainOutcome::TimeUp(summary) => {
+            if primary {
+                eprintln!(
+                    "the time budget of {} min is spent ({:.1} min on the training clock) at epoch {}, \
+                     step {}: checkpoint saved; `--resume` with a larger train.minutes continues",
+                    t.minutes,
+                    trainer.state().train_seconds / 60.0,
+                    summary.epochs,
+                    summary.steps
+                );
+            }
+            summary
+        }
         // Data-parallel, a rank stops when another got the signal (Ctrl-C reaches them all).
         TrainOutcome::Interrupted(at) => {
             let signal = interrupt.signal().unwrap_or(Signal::INTERRUPT);

@@ -92,6 +92,8 @@ fn lightly_example_is_lightlys_examples_pytorch_simsiam_py() {
             knn_k: 200,
             knn_t: 0.1,
             online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
+            minutes: 0.0,                           // ours: no time budget
+            knn_at_minutes: Vec::new(),             // ours
         },
     };
     check(Preset::LightlyExample, &want, SimSiamConfig::lightly_example());
@@ -161,6 +163,8 @@ fn lightly_cifar10_benchmark_is_lightlys_cifar10_benchmark_py() {
             knn_k: 200, // lines 105-106: knn_k = 200, knn_t = 0.1; kNN at every validation epoch.
             knn_t: 0.1,
             online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
+            minutes: 0.0,                           // ours: no time budget
+            knn_at_minutes: Vec::new(),             // ours
         },
     };
     check(Preset::LightlyCifar10Benchmark, &want, SimSiamConfig::lightly_cifar10_benchmark());
@@ -230,6 +234,8 @@ fn satellite_is_lightlys_tutorial_4() {
             knn_k: 200,
             knn_t: 0.1,
             online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
+            minutes: 0.0,                           // ours: no time budget
+            knn_at_minutes: Vec::new(),             // ours
         },
     };
     check(Preset::Satellite, &want, SimSiamConfig::satellite());
@@ -305,6 +311,8 @@ fn cifar10_paper_is_the_papers_cifar_recipe_on_the_official_model() {
             knn_k: 200,
             knn_t: 0.1,
             online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
+            minutes: 0.0,                           // ours: no time budget
+            knn_at_minutes: Vec::new(),             // ours
         },
     };
     check(Preset::Cifar10Paper, &want, SimSiamConfig::cifar10_paper());
@@ -374,6 +382,8 @@ fn imagenet_paper_is_the_official_main_simsiam_py() {
             knn_k: 200,
             knn_t: 0.1,
             online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
+            minutes: 0.0,                           // ours: no time budget
+            knn_at_minutes: Vec::new(),             // ours
         },
     };
     check(Preset::ImagenetPaper, &want, SimSiamConfig::imagenet_paper());

@@ -54,7 +54,7 @@ impl<B: Backbone> TrainObserver<B> for CheckpointObserver {
 
     fn on_interrupt(&mut self, run: &TrainView<'_, B>) -> Result<()> {
         let path = self.save(run)?;
-        tracing::warn!(path = ?path, "interrupted: checkpoint saved");
+        tracing::warn!(path = ?path, "stopped before the last epoch: checkpoint saved");
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod progress;
 mod tensorboard;
 #[cfg(test)]
 pub(crate) mod testing;
+mod time_budget;
 
 pub use checkpoint::CheckpointObserver;
 pub use collapse::CollapseObserver;
@@ -20,6 +21,7 @@ pub use online_probe::{OnlineProbeObserver, ProbeTestSet};
 pub use progress::ProgressObserver;
 use simsiam_models::Backbone;
 pub use tensorboard::TensorBoardObserver;
+pub use time_budget::{MinuteMarks, TimeBudgetObserver};
 
 use crate::Result;
 use crate::observer::TrainObserver;

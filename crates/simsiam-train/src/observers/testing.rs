@@ -34,6 +34,7 @@ impl Tiny {
             config: serde_json::json!({ "test": "observers" }),
             library_version: "test".into(),
             batches_per_epoch: 2,
+            train_seconds: 0.0,
         };
         Ok(Self { model, varmap, optimizer: Sgd::new(vec![], SgdConfig::default())?, state })
     }
@@ -69,6 +70,8 @@ pub(crate) fn step_context(prediction: &Tensor, loss: f32) -> StepContext<'_> {
         first_step: None,
         collapse: 0.0,
         smoothed_loss: 0.0,
+        train_seconds: 1.0,
+        stop: false,
     }
 }
 

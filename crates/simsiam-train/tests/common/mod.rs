@@ -96,6 +96,7 @@ pub fn finished(outcome: TrainOutcome) -> TrainSummary {
     match outcome {
         TrainOutcome::Finished(summary) => summary,
         TrainOutcome::Interrupted(summary) => panic!("the fit was interrupted: {summary:?}"),
+        TrainOutcome::TimeUp(summary) => panic!("the fit ran out of time: {summary:?}"),
     }
 }
 

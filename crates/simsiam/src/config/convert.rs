@@ -7,7 +7,7 @@ use simsiam_augment::{Normalization, SimSiamConfig};
 use simsiam_data::{EvalConfig, EvalTransform, LoaderConfig};
 use simsiam_loss::{NegativeCosineSimilarity, Similarity, SymmetrizedCrossEntropy};
 use simsiam_models::{Precision, PredictionHeadConfig, ProjectionHeadConfig, ResNetConfig, Stem};
-use simsiam_train::{KnnConfig, LinearEvalConfig, TrainerConfig};
+use simsiam_train::{KnnConfig, LinearEvalConfig, MinuteMarks, TrainerConfig};
 
 use super::{
     AugmentConfig, Backbone, DeviceKind, EvalResizeKind, LossKind, ModelConfig, NormalizationKind,
@@ -232,6 +232,16 @@ impl RunConfig {
         }
     }
 
+    /// The training-time budget and the minute marks of the kNN monitor
+    /// (`train.minutes`, `train.knn_at_minutes`); `None` when the run has neither.
+    pub fn minute_marks(&self) -> Result<Option<MinuteMarks>> {
+        let t = &self.train;
+        if t.minutes == 0.0 && t.knn_at_minutes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(MinuteMarks::new(t.minutes, &t.knn_at_minutes)?))
+    }
+
     /// The kNN classifier of the monitor and of `simsiam eval knn`.
     pub fn knn_config(&self) -> KnnConfig {
         KnnConfig { k: self.train.knn_k, temperature: self.train.knn_t, ..KnnConfig::default() }
@@ -272,6 +282,11 @@ mod tests {
         assert_eq!(run.model.projection_head(resnet.feature_dim(), Precision::F32).input_dim, 2048);
         assert_eq!(run.loader_config().batch_size, 512);
         assert_eq!(run.eval_transform().resize, None);
+        assert_eq!(run.minute_marks()?, None);
+        let timed =
+            run.clone().with_overrides(&["train.minutes=2".into(), "train.knn_at_minutes=[1]".into()])?;
+        let marks = timed.minute_marks()?.expect("a budget");
+        assert_eq!(marks.budget_minutes(), Some(2.0));
         let linear = run.linear_eval_config(3, 0.5);
         assert_eq!((linear.epochs, linear.lr, linear.seed), (3, 0.5, run.train.seed));
 

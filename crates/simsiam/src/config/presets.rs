@@ -84,6 +84,8 @@ fn ours(name: &str) -> TrainConfig {
         knn_k: 200,
         knn_t: 0.1,
         online_probe: OnlineProbeSetting::Auto,
+        minutes: 0.0,
+        knn_at_minutes: Vec::new(),
     }
 }
 

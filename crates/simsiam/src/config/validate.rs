@@ -78,6 +78,10 @@ pub fn validate(run: &RunConfig) -> Result<()> {
     if !(t.knn_t > 0.0 && t.knn_t.is_finite()) {
         bail!("train.knn_t (the kNN temperature) must be positive, got {}", t.knn_t);
     }
+    non_negative("train.minutes", t.minutes)?;
+    if let Some(bad) = t.knn_at_minutes.iter().find(|m| !(**m >= 0.0 && m.is_finite())) {
+        bail!("train.knn_at_minutes must hold minutes that are zero or positive, got {bad}");
+    }
     if t.output_dir.as_os_str().is_empty() {
         bail!("train.output_dir must name a folder");
     }
@@ -157,6 +161,10 @@ mod tests {
             ("train.momentum=-0.1", "train.momentum"),
             ("train.weight_decay=-1.0", "train.weight_decay"),
             ("train.output_dir=\"\"", "train.output_dir"),
+            ("train.minutes=-1.0", "train.minutes"),
+            ("train.minutes=nan", "train.minutes"),
+            ("train.knn_at_minutes=[15, -1]", "train.knn_at_minutes"),
+            ("train.knn_at_minutes=[inf]", "train.knn_at_minutes"),
         ] {
             let run = base.clone().with_overrides(&[item.to_owned()])?;
             let e = validate(&run).expect_err(item).to_string();

@@ -1,0 +1,489 @@
+//! `cargo xtask bench quality`: time to accuracy. Our `simsiam pretrain` and PyTorch + Lightly
+//! (`tools/bench/quality_torch_lightly.py`, reading our run's config.toml so that the recipe
+//! is the same) train one after the other on the same machine, each for `--minutes` of its
+//! training clock (evaluation not counted), with kNN at the minute marks and at epoch ends;
+//! or, with `--epochs E --seeds a,b,c` and no budget, for equal epochs over several seeds.
+//! Writes `<out>/quality-<N>min.{json,md,png}` (or `quality-<E>epochs-...`) and prints the
+//! table.
+
+mod curve;
+mod plot;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use plotters::style::RGBColor;
+use serde_json::json;
+
+use super::report::{self, Header};
+use super::{
+    Cmd, Python, cpu_model, find_python, git_rev, loadavg, parse_list, parse_one, quote, target_dir,
+};
+use crate::{cargo, check_nvcc, project_root, take_features};
+use curve::{Curve, Side, epochs_table, final_table, minutes_table};
+
+pub const USAGE: &str = "\
+\x20 bench quality      time to accuracy, ours then PyTorch + Lightly, the same recipe; writes
+                     OUT/quality-<N>min.{json,md,png} (OUT: docs/bench)
+                     --minutes N [--marks 15,30,45,60 (default: quarters of N)]
+                     [--epochs E: the schedule's length] [--seeds 0,1,2] (--epochs without
+                     --minutes: equal epochs, the final kNN of each seed) [--recipe training-md|PRESET]
+                     [--set section.key=value]... [--threads 1] [--data data/cifar10]
+                     [--python PATH] [--features LIST] [--out DIR] [--profile release|dev]
+";
+
+/// The docs/training.md recipe: `lightly-example` with these overrides.
+const TRAINING_MD: [&str; 13] = [
+    "model.stem=imagenet",
+    "model.width=16",
+    "train.batch_size=128",
+    "train.epochs=3",
+    "train.base_lr=0.06",
+    "train.momentum=0.9",
+    "train.weight_decay=5e-4",
+    "train.schedule=iteration",
+    "train.knn_every=1",
+    "train.seed=0",
+    "train.fixed_predictor_lr=true",
+    "augment.gaussian_blur=0",
+    "augment.normalize=cifar10",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// The training-clock budget; `None` trains `epochs` to the end.
+    pub minutes: Option<f64>,
+    pub marks: Vec<f64>,
+    pub epochs: Option<usize>,
+    pub seeds: Vec<u64>,
+    /// `training-md` or a preset name.
+    pub recipe: String,
+    pub sets: Vec<String>,
+    pub threads: usize,
+    pub data: PathBuf,
+    pub python: Option<PathBuf>,
+    pub features: Option<String>,
+    pub out: PathBuf,
+    /// `release` (default) or `dev`: which build of `simsiam` runs.
+    pub profile: String,
+    /// The flags as given, for the command line in the report.
+    pub flags: Vec<String>,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let (features, args) = take_features(args)?;
+        let mut o = Options {
+            minutes: None,
+            marks: Vec::new(),
+            epochs: None,
+            seeds: vec![0],
+            recipe: "training-md".into(),
+            sets: Vec::new(),
+            threads: 1,
+            data: PathBuf::from("data/cifar10"),
+            python: None,
+            features,
+            out: project_root().join("docs/bench"),
+            profile: "release".into(),
+            flags: args.clone(),
+        };
+        let mut marks = None;
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().with_context(|| format!("bench quality: {flag} needs a value"))?;
+            match flag.as_str() {
+                "--minutes" => o.minutes = Some(parse_one(flag, value)?),
+                "--marks" => marks = Some(parse_list::<f64>(flag, value)?),
+                "--epochs" => o.epochs = Some(parse_one(flag, value)?),
+                "--seeds" => o.seeds = parse_list(flag, value)?,
+                "--recipe" => o.recipe = value.clone(),
+                "--set" => o.sets.push(value.clone()),
+                "--threads" => o.threads = parse_one(flag, value)?,
+                "--data" => o.data = PathBuf::from(value),
+                "--python" => o.python = Some(PathBuf::from(value)),
+                "--out" => o.out = PathBuf::from(value),
+                "--profile" => o.profile = value.clone(),
+                _ => bail!(
+                    "bench quality: unknown option `{flag}`\n\nusage: cargo xtask bench quality ...\n{USAGE}"
+                ),
+            }
+        }
+        if let Some(features) = &o.features {
+            o.flags.extend(["--features".to_owned(), features.clone()]);
+        }
+        match (o.minutes, o.epochs) {
+            (None, None) => {
+                bail!("bench quality: give --minutes N (a time budget) or --epochs E (equal epochs)")
+            }
+            (Some(m), _) if !(m > 0.0 && m.is_finite()) => bail!("bench quality: --minutes must be positive"),
+            (_, Some(0)) => bail!("bench quality: --epochs must be at least 1"),
+            _ => {}
+        }
+        o.marks = match (marks, o.minutes) {
+            (Some(marks), _) => marks,
+            (None, Some(m)) => (1..=4).map(|q| m * q as f64 / 4.0).collect(),
+            (None, None) => Vec::new(),
+        };
+        if o.marks.iter().any(|m| !(*m >= 0.0 && m.is_finite())) {
+            bail!("bench quality: --marks must be minutes, zero or positive");
+        }
+        if o.threads == 0 || o.seeds.is_empty() {
+            bail!("bench quality: --threads must be at least 1 and --seeds name one seed at least");
+        }
+        if !matches!(o.profile.as_str(), "release" | "dev") {
+            bail!("bench quality: --profile is release or dev, got `{}`", o.profile);
+        }
+        Ok(o)
+    }
+
+    /// The file name's stem: `quality-60min`, `quality-5epochs-3seeds`.
+    fn stem(&self) -> String {
+        let seeds = if self.seeds.len() > 1 { format!("-{}seeds", self.seeds.len()) } else { String::new() };
+        match (self.minutes, self.epochs) {
+            (Some(m), _) => format!("quality-{m}min{seeds}"),
+            (None, Some(e)) => format!("quality-{e}epochs{seeds}"),
+            (None, None) => "quality".into(),
+        }
+    }
+
+    /// `simsiam pretrain`'s arguments for `seed`, writing into `run_dir`.
+    fn pretrain_args(&self, seed: u64, run_dir: &Path) -> Vec<String> {
+        let mut args = vec!["pretrain".to_owned()];
+        let mut set = |kv: String| args.extend(["--set".to_owned(), kv]);
+        if self.recipe == "training-md" {
+            TRAINING_MD.iter().for_each(|kv| set((*kv).to_owned()));
+        }
+        set(format!("data.path={}", self.data.display()));
+        set(format!("train.output_dir={}", run_dir.display()));
+        set(format!("train.seed={seed}"));
+        // The PyTorch + Lightly script trains no online probe: neither side pays for one.
+        set("train.online_probe=false".to_owned());
+        if let Some(epochs) = self.epochs {
+            set(format!("train.epochs={epochs}"));
+        }
+        if let Some(minutes) = self.minutes {
+            set(format!("train.minutes={minutes}"));
+        }
+        if !self.marks.is_empty() {
+            let marks: Vec<String> = self.marks.iter().map(|m| m.to_string()).collect();
+            set(format!("train.knn_at_minutes=[{}]", marks.join(", ")));
+        }
+        self.sets.iter().for_each(|kv| set(kv.clone()));
+        let preset = if self.recipe == "training-md" { "lightly-example" } else { &self.recipe };
+        args.extend(["--preset".to_owned(), preset.to_owned()]);
+        args
+    }
+}
+
+/// Our kernels' vector level on this CPU, as `simsiam_kernels::Isa::active` picks it: the
+/// widest of avx512 (AVX-512F with AVX2 and FMA), avx2 and portable, capped by `SIMSIAM_ISA`.
+fn our_isa(cpuinfo: &str, cap: Option<&str>) -> String {
+    let flags = report::vector_flags(cpuinfo);
+    let has = |f: &str| flags.contains(&f);
+    let levels = ["portable", "avx2", "avx512"];
+    let detected = match (has("avx2") && has("fma"), has("avx512f")) {
+        (true, true) => 2,
+        (true, false) => 1,
+        _ => 0,
+    };
+    let cap = cap.and_then(|c| levels.iter().position(|l| *l == c)).unwrap_or(2);
+    levels[detected.min(cap)].to_owned()
+}
+
+fn build_simsiam(o: &Options) -> Result<PathBuf> {
+    let mut args: Vec<&str> = vec!["build"];
+    if o.profile == "release" {
+        args.extend(["--release", "-p", "simsiam"]);
+    } else {
+        // Every workspace member, as the dev builds are made: `-p` would resolve features
+        // differently and rebuild candle.
+        args.extend(["--workspace", "--bins"]);
+    }
+    if let Some(features) = &o.features {
+        args.extend(["--features", features]);
+    }
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Command::new(cargo()).args(&args).current_dir(project_root()).status()?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(target_dir().join(if o.profile == "release" { "release" } else { "debug" }).join("simsiam"))
+}
+
+fn read_curve(path: &Path) -> Result<Curve> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    Curve::parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// The PyTorch script's `versions` line.
+fn torch_versions(path: &Path) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v["event"] == "versions")
+            })
+        })
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// `cargo xtask bench quality ...`.
+pub fn run(args: &[String]) -> Result<()> {
+    let o = Options::parse(args)?;
+    check_nvcc(o.features.as_deref())?;
+    if !o.data.join("cifar-10-batches-bin").is_dir() {
+        bail!(
+            "{}: no cifar-10-batches-bin; `cargo xtask download-cifar --data {} [--from ARCHIVE]` first",
+            o.data.display(),
+            o.data.display()
+        );
+    }
+    let python: Python = find_python(o.python.as_deref())
+        .map_err(|why| anyhow::anyhow!("bench quality needs a Python with torch: {why}"))?;
+    if python.lightly.is_none() {
+        bail!("bench quality: no lightly in `{}` (pip install lightly)", python.path.display());
+    }
+    eprintln!("python: {}", python.describe());
+    let simsiam = build_simsiam(&o)?;
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (date, stamp) = report::utc(secs);
+    let work = target_dir().join("bench").join(format!("{}-{stamp}", o.stem()));
+    std::fs::create_dir_all(&work).with_context(|| format!("could not create {}", work.display()))?;
+    let script = project_root().join("tools/bench/quality_torch_lightly.py");
+    let threads = o.threads.to_string();
+    let load_before = loadavg();
+    let (mut ours, mut torch) = (Vec::new(), Vec::new());
+    let mut config_text = String::new();
+    let mut versions = serde_json::Value::Null;
+    for &seed in &o.seeds {
+        let run_dir = work.join(format!("ours-seed{seed}"));
+        Cmd::new(&simsiam)
+            .env("RAYON_NUM_THREADS", &threads)
+            .args(o.pretrain_args(seed, &run_dir))
+            .output()
+            .context("our side failed")?;
+        ours.push(read_curve(&run_dir.join("metrics.jsonl"))?);
+        let config = run_dir.join("config.toml");
+        config_text = std::fs::read_to_string(&config).unwrap_or_default();
+        let out = work.join(format!("torch-seed{seed}.jsonl"));
+        let marks: Vec<String> = o.marks.iter().map(|m| m.to_string()).collect();
+        let mut cmd = Cmd::new(&python.path)
+            .arg(script.display().to_string())
+            .args([
+                "--config".into(),
+                config.display().to_string(),
+                "--data".into(),
+                o.data.display().to_string(),
+            ])
+            .args(["--out".into(), out.display().to_string(), "--threads".into(), threads.clone()]);
+        if let Some(m) = o.minutes {
+            cmd = cmd.args(["--minutes".into(), m.to_string()]);
+        }
+        if !marks.is_empty() {
+            cmd = cmd.args(["--marks".into(), marks.join(",")]);
+        }
+        cmd.output().context("the PyTorch + Lightly side failed")?;
+        versions = torch_versions(&out);
+        torch.push(read_curve(&out)?);
+    }
+    let load_after = loadavg();
+    let mut notes = Vec::new();
+    if let Some(m) = o.minutes {
+        for (name, runs) in [("ours", &ours), ("PyTorch", &torch)] {
+            if runs.iter().any(|c| c.time_up.is_none()) {
+                let note = format!(
+                    "{name} finished its epochs before the {m}-minute budget: the later marks are missing \
+                     (raise --epochs to size the schedule to the budget)"
+                );
+                eprintln!("warning: {note}");
+                notes.push(note);
+            }
+        }
+    }
+    let sides = [Side { name: "simsiam-rs", runs: &ours }, Side { name: "PyTorch + Lightly", runs: &torch }];
+    let mut tables = String::new();
+    if !o.marks.is_empty() {
+        tables.push_str(&minutes_table(&o.marks, &sides));
+        tables.push('\n');
+    }
+    // Only the epochs both sides completed (none in a short budget).
+    let epochs = epochs_table(&sides);
+    if epochs.lines().next().is_some_and(|head| head != "| epochs |") {
+        tables.push_str(&epochs);
+    }
+    if o.seeds.len() > 1 || o.minutes.is_none() {
+        tables.push('\n');
+        tables.push_str(&final_table(&o.seeds, &sides));
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let isa = our_isa(&cpuinfo, std::env::var("SIMSIAM_ISA").ok().as_deref());
+    let command = std::iter::once("cargo xtask bench quality".to_owned())
+        .chain(o.flags.iter().map(|f| quote(f)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (rev, dirty) = git_rev();
+    let rate =
+        |runs: &[Curve]| report::mean(&runs.iter().filter_map(Curve::images_per_s).collect::<Vec<_>>());
+    let header = Header {
+        title: match o.minutes {
+            Some(m) => format!("Time to accuracy: {m} training minutes, ours and PyTorch + Lightly"),
+            None => format!("Equal epochs: {} epochs, ours and PyTorch + Lightly", o.epochs.unwrap_or(0)),
+        },
+        command: command.clone(),
+        date: date.clone(),
+        cpu: cpu_model(),
+        nproc: std::thread::available_parallelism().map_or(1, usize::from),
+        load_before,
+        load_after,
+        git: if dirty { format!("{rev} with local changes") } else { rev.clone() },
+        reference: Ok(python.describe()),
+        notes: [
+            format!(
+                "recipe `{}`{}, {} thread(s) each (RAYON_NUM_THREADS, torch.set_num_threads), seeds {:?}; \
+                 the PyTorch side reads our run's config.toml",
+                o.recipe,
+                if o.sets.is_empty() { String::new() } else { format!(" with {}", o.sets.join(" ")) },
+                o.threads,
+                o.seeds
+            ),
+            format!(
+                "training clock: each batch's loading and step; kNN at the marks and at epoch ends \
+                 and our checkpoints are off it; images/s: ours {}, PyTorch {}",
+                rate(&ours).map_or("n/a".into(), |r| format!("{r:.1}")),
+                rate(&torch).map_or("n/a".into(), |r| format!("{r:.1}"))
+            ),
+            format!(
+                "vector level: ours `{isa}`, PyTorch `{}`",
+                versions["cpu_capability"].as_str().unwrap_or("unknown")
+            ),
+        ]
+        .into_iter()
+        .chain(notes)
+        .collect(),
+    };
+    let markdown = report::markdown(&header, &tables);
+    let record = json!({
+        "kind": "quality",
+        "command": command,
+        "machine": {
+            "date": date, "cpu": header.cpu, "nproc": header.nproc, "os": std::env::consts::OS,
+            "load_before": load_before, "load_after": load_after, "git_rev": rev, "git_dirty": dirty,
+        },
+        "isa": { "ours": isa, "torch": versions["cpu_capability"] },
+        "python": { "path": python.path, "torch": python.torch, "torchvision": python.torchvision, "lightly": python.lightly },
+        "threads": o.threads,
+        "recipe": { "name": o.recipe, "sets": o.sets, "config_toml": config_text },
+        "minutes": o.minutes, "marks": o.marks, "epochs": o.epochs, "seeds": o.seeds,
+        "images_per_s": { "ours": rate(&ours), "torch": rate(&torch) },
+        "ours": ours.iter().map(Curve::to_json).collect::<Vec<_>>(),
+        "torch": torch.iter().map(Curve::to_json).collect::<Vec<_>>(),
+        "work_dir": work,
+    });
+    std::fs::create_dir_all(&o.out).with_context(|| format!("could not create {}", o.out.display()))?;
+    let base = o.out.join(o.stem());
+    let (json_path, md_path, png_path) =
+        (base.with_extension("json"), base.with_extension("md"), base.with_extension("png"));
+    let text = serde_json::to_string_pretty(&record)?;
+    std::fs::write(&json_path, text + "\n")
+        .with_context(|| format!("could not write {}", json_path.display()))?;
+    std::fs::write(&md_path, &markdown).with_context(|| format!("could not write {}", md_path.display()))?;
+    let series = [
+        plot::Series { name: "simsiam-rs", color: RGBColor(214, 39, 40), runs: &ours },
+        plot::Series { name: "PyTorch + Lightly", color: RGBColor(31, 119, 180), runs: &torch },
+    ];
+    if let Err(e) = plot::draw(&png_path, &header.title, &o.marks, &series) {
+        eprintln!("warning: no figure: {e:#}");
+    }
+    println!("\n{markdown}");
+    eprintln!("wrote {}, {} and {}", json_path.display(), md_path.display(), png_path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_budget_defaults_its_marks_to_quarters_and_one_seed() -> Result<()> {
+        let o = Options::parse(&args("--minutes 60"))?;
+        assert_eq!(
+            (o.minutes, o.marks.as_slice(), o.seeds.as_slice()),
+            (Some(60.0), &[15.0, 30.0, 45.0, 60.0][..], &[0][..])
+        );
+        assert_eq!(
+            (o.threads, o.recipe.as_str(), o.profile.as_str(), o.epochs),
+            (1, "training-md", "release", None)
+        );
+        assert_eq!(o.stem(), "quality-60min");
+        let o = Options::parse(&args(
+            "--minutes 2 --marks 1,2 --threads 2 --recipe cifar10-paper --set train.workers=1 --features mkl --out /tmp/x --python /py",
+        ))?;
+        assert_eq!((o.marks.as_slice(), o.threads, o.recipe.as_str()), (&[1.0, 2.0][..], 2, "cifar10-paper"));
+        assert_eq!(
+            (o.features.as_deref(), o.out.as_path(), o.python.as_deref()),
+            (Some("mkl"), Path::new("/tmp/x"), Some(Path::new("/py")))
+        );
+        assert_eq!(o.flags.last().map(String::as_str), Some("mkl"));
+        Ok(())
+    }
+
+    #[test]
+    fn equal_epochs_over_seeds_need_no_budget() -> Result<()> {
+        let o = Options::parse(&args("--epochs 5 --seeds 0,1,2"))?;
+        assert_eq!(
+            (o.minutes, o.epochs, o.seeds.as_slice(), o.marks.is_empty()),
+            (None, Some(5), &[0, 1, 2][..], true)
+        );
+        assert_eq!(o.stem(), "quality-5epochs-3seeds");
+        let a = o.pretrain_args(1, Path::new("/runs/x"));
+        let joined = a.join(" ");
+        assert!(joined.starts_with("pretrain --set model.stem=imagenet --set model.width=16"), "{joined}");
+        assert!(
+            joined.contains("--set train.seed=1 --set train.online_probe=false --set train.epochs=5")
+                && !joined.contains("minutes"),
+            "{joined}"
+        );
+        assert!(joined.ends_with("--preset lightly-example"), "{joined}");
+        // The seed and the budget come after the recipe's own values, the user's sets last.
+        let o =
+            Options::parse(&args("--minutes 2 --marks 0,1 --recipe cifar10-paper --set train.knn_every=2"))?;
+        let joined = o.pretrain_args(0, Path::new("/r")).join(" ");
+        assert!(!joined.contains("model.width=16"), "{joined}");
+        assert!(joined.contains("--set train.minutes=2 --set train.knn_at_minutes=[0, 1] --set train.knn_every=2 --preset cifar10-paper"), "{joined}");
+        Ok(())
+    }
+
+    #[test]
+    fn nonsense_is_refused_in_one_line() {
+        for (line, want) in [
+            ("", "give --minutes N"),
+            ("--minutes 0", "--minutes must be positive"),
+            ("--epochs 0", "--epochs must be at least 1"),
+            ("--minutes 5 --marks 1,x", "--marks: expected a comma-separated list"),
+            ("--minutes 5 --marks -1", "--marks must be minutes"),
+            ("--minutes 5 --threads 0", "--threads must be at least 1"),
+            ("--minutes 5 --profile fast", "--profile is release or dev"),
+            ("--minutes", "--minutes needs a value"),
+            ("--minutes 5 --frobnicate 1", "unknown option `--frobnicate`"),
+        ] {
+            let err = Options::parse(&args(line)).expect_err(line).to_string();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn our_vector_level_follows_the_cpu_flags_and_the_cap() {
+        let avx512 = "flags\t\t: fpu sse avx2 fma avx512f\n";
+        assert_eq!(our_isa(avx512, None), "avx512");
+        assert_eq!(our_isa(avx512, Some("avx2")), "avx2");
+        assert_eq!(our_isa("flags\t\t: fpu sse avx2 fma\n", None), "avx2");
+        assert_eq!(our_isa("flags\t\t: fpu sse\n", Some("avx512")), "portable");
+    }
+}
