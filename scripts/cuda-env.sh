@@ -95,6 +95,27 @@ simsiam_cuda_env() {
     # Appended once: a second `source` must not change RUSTFLAGS, or cargo reruns nvcc.
     local link="-L native=$CUDA_ROOT/lib -L native=$CUDA_ROOT/lib/stubs"
     [[ " ${RUSTFLAGS:-} " == *" $link "* ]] || export RUSTFLAGS="${RUSTFLAGS:-} $link"
+
+    # At run time the binary loads libcudart, libcublas and libcurand (libcudnn, libnccl) from
+    # the wheels, and the NVIDIA driver's libcuda.so.1. On a machine without a driver (a build
+    # machine) the stub stands in for the driver, so that the binary starts (`--help`,
+    # `config`) and a CUDA device fails cleanly with CUDA_ERROR_STUB_LIBRARY; where a driver is
+    # installed, the stub is never on the path.
+    local runtime="$CU/lib" dir
+    for dir in "$NV/cudnn/lib" "$NV/nccl/lib"; do [[ -d "$dir" ]] && runtime="$runtime:$dir"; done
+    local driver=""
+    ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 ' && driver=system
+    for dir in ${LD_LIBRARY_PATH//:/ }; do
+        [[ -e "$dir/libcuda.so.1" && "$dir" != "$CUDA_ROOT/lib/nodriver" ]] && driver="$dir"
+    done
+    if [[ -z "$driver" ]]; then
+        mkdir -p "$CUDA_ROOT/lib/nodriver"
+        ln -sfn ../stubs/libcuda.so "$CUDA_ROOT/lib/nodriver/libcuda.so.1"
+        runtime="$runtime:$CUDA_ROOT/lib/nodriver"
+        cuda_log "no NVIDIA driver (libcuda.so.1) here: the stub stands in for it at run time"
+    fi
+    [[ ":${LD_LIBRARY_PATH:-}:" == *":$runtime:"* ]] \
+        || export LD_LIBRARY_PATH="$runtime${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     "$NVCC" --version | tail -n 2
 }
 
