@@ -21,6 +21,7 @@
 
 mod allocator;
 mod batch_norm;
+mod batch_norm_eval;
 mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -34,6 +35,7 @@ mod view;
 
 pub use allocator::keep_freed_memory;
 pub use batch_norm::{BatchNormStats, batch_norm_add_relu_train, batch_norm_train};
+pub use batch_norm_eval::batch_norm_eval;
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
 pub use max_pool::{MaxPool2dConfig, max_pool2d};
 pub use options::{Isa, KernelOptions, Winograd, kernel_options, set_kernel_options};
