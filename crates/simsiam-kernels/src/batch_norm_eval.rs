@@ -132,8 +132,9 @@ avx2_dispatch! {
 fn normalize_plane_kernel<T: Float>(y: &mut [T], x: &[T], r: Option<&[T]>, coef: [T; 4], relu: bool) {
     let [m, s, w, b] = coef;
     let zero = T::default();
-    // Candle's ReLU is `max(v, 0)`: a NaN becomes 0, as here.
-    let relu_of = |v: T| if relu && !(v > zero) { zero } else { v };
+    // Candle's ReLU is `max(v, 0)`: a NaN becomes 0, as here (NaN > 0 is false).
+    let relu_of =
+        |v: T| if relu && v.partial_cmp(&zero) != Some(std::cmp::Ordering::Greater) { zero } else { v };
     match r {
         Some(r) => {
             for ((y, &x), &r) in y.iter_mut().zip(x).zip(r) {

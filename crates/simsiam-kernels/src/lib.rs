@@ -6,7 +6,8 @@
 //!   wide maps, with its input and weight gradients as further custom ops.
 //! - [`batch_norm_train`]: training-mode batch normalisation (statistics, normalisation,
 //!   affine and an optional ReLU) as one op per direction, and [`batch_norm_add_relu_train`],
-//!   which also adds a residual block's identity before the ReLU.
+//!   which also adds a residual block's identity before the ReLU; [`batch_norm_eval`]:
+//!   evaluation mode (running statistics, the residual, the ReLU) in one pass on the CPU.
 //! - [`max_pool2d`]: PyTorch's `MaxPool2d` with padding and overlapping windows (candle's has
 //!   neither), forward and backward.
 //! - [`KernelOptions`]: the program's choices (vector level, Winograd, candle's stock ops
