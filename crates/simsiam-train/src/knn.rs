@@ -209,7 +209,13 @@ mod tests {
     }
 
     /// The reference: every row fully sorted (stable, most similar first), the first k vote.
-    fn brute_force_scores(bank: &Tensor, labels: &[usize], queries: &Tensor, k: usize, t: f64) -> Result<Vec<Vec<f32>>> {
+    fn brute_force_scores(
+        bank: &Tensor,
+        labels: &[usize],
+        queries: &Tensor,
+        k: usize,
+        t: f64,
+    ) -> Result<Vec<Vec<f32>>> {
         let bank = l2_normalize(bank)?;
         let sim = l2_normalize(queries)?.matmul(&bank.t()?.contiguous()?)?.to_vec2::<f32>()?;
         Ok(sim
