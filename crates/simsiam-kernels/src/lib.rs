@@ -6,7 +6,8 @@
 //!   wide maps, with its input and weight gradients as further custom ops.
 //! - [`batch_norm_train`]: training-mode batch normalisation (statistics, normalisation,
 //!   affine and an optional ReLU) as one op per direction, and [`batch_norm_add_relu_train`],
-//!   which also adds a residual block's identity before the ReLU.
+//!   which also adds a residual block's identity before the ReLU; [`batch_norm_eval`]:
+//!   evaluation mode (running statistics, the residual, the ReLU) in one pass on the CPU.
 //! - [`max_pool2d`]: PyTorch's `MaxPool2d` with padding and overlapping windows (candle's has
 //!   neither), forward and backward.
 //! - [`KernelOptions`]: the program's choices (vector level, Winograd, candle's stock ops
@@ -21,6 +22,7 @@
 
 mod allocator;
 mod batch_norm;
+mod batch_norm_eval;
 mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -34,6 +36,7 @@ mod view;
 
 pub use allocator::keep_freed_memory;
 pub use batch_norm::{BatchNormStats, batch_norm_add_relu_train, batch_norm_train};
+pub use batch_norm_eval::batch_norm_eval;
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
 pub use max_pool::{MaxPool2dConfig, max_pool2d};
 pub use options::{Isa, KernelOptions, Winograd, kernel_options, set_kernel_options};

@@ -7,6 +7,7 @@
 //! `cuda`) both directions run as our own kernels in `f32` (`kernels::cuda`).
 
 use candle::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 use crate::{contiguous_slice, with_float};
 
@@ -68,12 +69,16 @@ impl Geometry {
         (self.planes, self.h, self.w, self.oh, self.ow)
     }
 
+    /// The input rows (or columns) `start..end` of output row (or column) `o` along an axis of
+    /// extent `len`.
+    fn window(&self, o: usize, len: usize, c: MaxPool2dConfig) -> (usize, usize) {
+        ((o * c.stride).saturating_sub(c.padding), (o * c.stride + c.kernel - c.padding).min(len))
+    }
+
     /// The index in the plane of the first maximum of output cell (oy, ox).
     fn argmax<T: PartialOrd + Copy>(&self, plane: &[T], c: MaxPool2dConfig, oy: usize, ox: usize) -> usize {
-        let y0 = (oy * c.stride).saturating_sub(c.padding);
-        let x0 = (ox * c.stride).saturating_sub(c.padding);
-        let y1 = (oy * c.stride + c.kernel - c.padding).min(self.h);
-        let x1 = (ox * c.stride + c.kernel - c.padding).min(self.w);
+        let (y0, y1) = self.window(oy, self.h, c);
+        let (x0, x1) = self.window(ox, self.w, c);
         let mut best = y0 * self.w + x0;
         for y in y0..y1 {
             for x in x0..x1 {
@@ -88,15 +93,35 @@ impl Geometry {
     }
 }
 
-fn forward<T: PartialOrd + Copy>(x: &[T], g: &Geometry, c: MaxPool2dConfig) -> Vec<T> {
-    let mut out = Vec::with_capacity(g.planes * g.oh * g.ow);
-    for plane in x.chunks_exact(g.h * g.w) {
+/// Each output is the value at [`Geometry::argmax`]: a fold from the window's first element
+/// that takes only strictly greater values gives the same value (NaN included), without the
+/// index bookkeeping. Planes run in parallel, each on its own, so the bits do not depend on
+/// the number of threads.
+fn forward<T: PartialOrd + Copy + Default + Send + Sync>(
+    x: &[T],
+    g: &Geometry,
+    c: MaxPool2dConfig,
+) -> Vec<T> {
+    let mut out = vec![T::default(); g.planes * g.oh * g.ow];
+    let planes = out.par_chunks_mut((g.oh * g.ow).max(1)).zip(x.par_chunks_exact((g.h * g.w).max(1)));
+    planes.for_each(|(dst, plane)| {
         for oy in 0..g.oh {
+            let (y0, y1) = g.window(oy, g.h, c);
+            let rows = &plane[y0 * g.w..y1 * g.w];
             for ox in 0..g.ow {
-                out.push(plane[g.argmax(plane, c, oy, ox)]);
+                let (x0, x1) = g.window(ox, g.w, c);
+                let mut best = rows[x0];
+                for row in rows.chunks_exact(g.w) {
+                    for &v in &row[x0..x1] {
+                        if v > best {
+                            best = v;
+                        }
+                    }
+                }
+                dst[oy * g.ow + ox] = best;
             }
         }
-    }
+    });
     out
 }
 
@@ -206,6 +231,34 @@ mod tests {
     use super::*;
 
     const STEM: MaxPool2dConfig = MaxPool2dConfig { kernel: 3, stride: 2, padding: 1 };
+
+    #[test]
+    fn forward_takes_the_value_at_the_first_maximum_on_ties_and_nans() -> Result<()> {
+        // Few distinct values make ties; NaNs test the strict comparison.
+        let mut values: Vec<f32> = (0..2 * 3 * 9 * 7).map(|i| ((i * 37 % 11) % 4) as f32 - 1.5).collect();
+        for i in (5..values.len()).step_by(17) {
+            values[i] = f32::NAN;
+        }
+        for config in [
+            STEM,
+            MaxPool2dConfig { kernel: 2, stride: 2, padding: 0 },
+            MaxPool2dConfig { kernel: 3, stride: 1, padding: 1 },
+        ] {
+            let g = Geometry::new(&Shape::from((2, 3, 9, 7)), config)?;
+            let ours = forward(&values, &g, config);
+            let mut expected = Vec::new();
+            for plane in values.chunks_exact(9 * 7) {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        expected.push(plane[g.argmax(plane, config, oy, ox)]);
+                    }
+                }
+            }
+            let same = ours.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same && ours.len() == expected.len(), "{config:?}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn forward_on_a_ramp() -> Result<()> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use candle::{DType, ModuleT, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
-use simsiam_kernels::{BatchNormStats, batch_norm_add_relu_train, batch_norm_train};
+use simsiam_kernels::{BatchNormStats, batch_norm_add_relu_train, batch_norm_eval, batch_norm_train};
 
 /// A differentiable elementwise sum over the replicas of a data-parallel run: every replica
 /// calls it in the same order and receives the same sum, and its backward pass sums the
@@ -139,7 +139,7 @@ impl BatchNorm {
     /// `relu(self.forward_t(x, train))`, fused into one op per direction in training mode.
     pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match (&self.stats, train) {
-            (_, false) => self.forward_eval(x)?.relu(),
+            (_, false) => self.forward_eval(x, None, true),
             (BatchStats::Local, true) => self.forward_local(x, true),
             (BatchStats::Synced(comm), true) => self.forward_synced(x, comm)?.relu(),
         }
@@ -150,7 +150,7 @@ impl BatchNorm {
     /// ([`simsiam_kernels::batch_norm_add_relu_train`]).
     pub fn forward_add_relu_t(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
         match (&self.stats, train) {
-            (_, false) => (self.forward_eval(x)? + residual)?.relu(),
+            (_, false) => self.forward_eval(x, Some(residual), true),
             (BatchStats::Synced(comm), true) => (self.forward_synced(x, comm)? + residual)?.relu(),
             (BatchStats::Local, true) => {
                 let x = &self.input(x)?;
@@ -193,19 +193,19 @@ impl BatchNorm {
         self.running_var.set(&((rv * (1.0 - m))? + (var.to_dtype(dtype)? * (m * unbiased))?)?)
     }
 
-    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+    /// Evaluation mode: `relu?(bn(x) (+ residual))` with the running statistics, one fused op
+    /// on the CPU ([`simsiam_kernels::batch_norm_eval`]).
+    fn forward_eval(&self, x: &Tensor, residual: Option<&Tensor>, relu: bool) -> Result<Tensor> {
         let x = &self.input(x)?;
-        let mut shape = vec![1; x.rank()];
-        shape[1] = x.dim(1)?;
-        let mean = self.running_mean.as_detached_tensor().reshape(shape.as_slice())?;
-        let std = (self.running_var.as_detached_tensor().reshape(shape.as_slice())? + self.eps)?.sqrt()?;
-        let y = x.broadcast_sub(&mean)?.broadcast_div(&std)?;
-        match &self.weight_and_bias {
-            None => Ok(y),
-            Some((w, b)) => {
-                y.broadcast_mul(&w.reshape(shape.as_slice())?)?.broadcast_add(&b.reshape(shape.as_slice())?)
-            }
-        }
+        let residual = residual.map(|r| self.input(r)).transpose()?;
+        let mean = self.running_mean.as_detached_tensor();
+        let std = (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?;
+        let (w, b) = match &self.weight_and_bias {
+            Some((w, b)) => (w.clone(), b.clone()),
+            None => (mean.ones_like()?, mean.zeros_like()?),
+        };
+        let params = Tensor::stack(&[mean, std, w, b], 0)?;
+        batch_norm_eval(x, &params, residual.as_ref(), relu)
     }
 }
 
@@ -215,7 +215,7 @@ impl ModuleT for BatchNorm {
     /// - returns `x`'s shape
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match (&self.stats, train) {
-            (_, false) => self.forward_eval(x),
+            (_, false) => self.forward_eval(x, None, false),
             (BatchStats::Local, true) => self.forward_local(x, false),
             (BatchStats::Synced(comm), true) => self.forward_synced(x, comm),
         }

@@ -1,5 +1,7 @@
 //! Backbone features of a whole dataset, for kNN, linear evaluation and embeddings.
 
+use std::time::{Duration, Instant};
+
 use candle::{ModuleT, Tensor};
 
 use crate::Result;
@@ -27,6 +29,8 @@ impl Features {
 }
 
 /// Runs `backbone` in evaluation mode over `batches` of `(images, labels, names)`.
+///
+/// Logs (`tracing`, debug) the seconds spent waiting for batches and in the backbone.
 pub fn extract_features<M, I>(backbone: &M, batches: I) -> Result<Features>
 where
     M: ModuleT + ?Sized,
@@ -35,14 +39,27 @@ where
     let mut chunks = Vec::new();
     let mut labels = Vec::new();
     let mut names = Vec::new();
-    for batch in batches {
+    let (mut waiting, mut forward) = (Duration::ZERO, Duration::ZERO);
+    let mut batches = batches.into_iter();
+    loop {
+        let started = Instant::now();
+        let Some(batch) = batches.next() else { break };
         let (x, l, n) = batch?;
+        let loaded = Instant::now();
+        waiting += loaded - started;
         chunks.push(backbone.forward_t(&x, false)?.detach().to_dtype(candle::DType::F32)?);
+        forward += loaded.elapsed();
         labels.extend(l);
         names.extend(n);
     }
     if chunks.is_empty() {
         return Err(crate::TrainError::Config("no samples to extract features from".into()));
     }
+    tracing::debug!(
+        samples = labels.len(),
+        loader_s = waiting.as_secs_f64(),
+        forward_s = forward.as_secs_f64(),
+        "features extracted"
+    );
     Ok(Features { features: Tensor::cat(&chunks, 0)?, labels, names })
 }

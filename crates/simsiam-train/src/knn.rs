@@ -2,7 +2,14 @@
 //! InstDisc/MoCo kNN monitor define it: l2-normalised features, cosine similarity, the `k`
 //! most similar training samples vote for their class with weight `exp(sim / t)`.
 
+mod top_k;
+
+use std::time::{Duration, Instant};
+
 use candle::{D, DType, Device, Tensor};
+use rayon::prelude::*;
+
+use self::top_k::TopK;
 
 use crate::{Result, TrainError};
 
@@ -46,6 +53,13 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 /// The class scores of every query: the sum over its `k` nearest bank samples of
 /// `exp(sim / t)`, per class. Features are normalised here.
 ///
+/// The `k` nearest are the head of a stable descending sort of the similarities: of equal
+/// similarities the lower bank index wins, so the result is deterministic (PyTorch's `topk`
+/// leaves that choice open). The sums run in `f64`, most similar first, and are rounded to
+/// `f32`. Each query is scored on its own, in parallel on rayon's pool: the bits do not
+/// depend on the number of threads. Logs (`tracing`, debug) the seconds of the matrix
+/// products and of the selection.
+///
 /// # Shapes
 /// - `bank`: `[n, d]`, `bank_labels`: `n` labels below `classes`
 /// - `queries`: `[m, d]`; returns `m` rows of `classes` scores
@@ -70,29 +84,63 @@ pub fn knn_scores(
     if config.k == 0 || config.chunk_size == 0 || config.temperature.is_nan() || config.temperature <= 0.0 {
         return Err(TrainError::Config(format!("kNN: invalid settings {config:?}")));
     }
-    let k = config.k.min(n);
+    if u32::try_from(n).is_err() {
+        return Err(TrainError::Config(format!("kNN: a bank of {n} samples is over u32::MAX")));
+    }
     let bank_t = l2_normalize(&bank.to_dtype(DType::F32)?)?.t()?.contiguous()?; // [d, n]
     let queries = l2_normalize(&queries.to_dtype(DType::F32)?)?;
     let mut scores = Vec::with_capacity(m);
-    let mut order: Vec<usize> = Vec::with_capacity(n);
+    let (mut similarity, mut selection) = (Duration::ZERO, Duration::ZERO);
     for start in (0..m).step_by(config.chunk_size) {
+        let started = Instant::now();
         let len = config.chunk_size.min(m - start);
         let sim = queries.narrow(0, start, len)?.matmul(&bank_t)?.to_device(&Device::Cpu)?; // [len, n]
-        for row in sim.to_vec2::<f32>()? {
-            order.clear();
-            order.extend(0..n);
-            // The k most similar, in no particular order: a linear-time selection.
-            if k < n {
-                order.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
-            }
-            let mut class_scores = vec![0f32; classes];
-            for &j in &order[..k] {
-                class_scores[bank_labels[j]] += ((row[j] as f64) / config.temperature).exp() as f32;
-            }
-            scores.push(class_scores);
-        }
+        let multiplied = Instant::now();
+        similarity += multiplied - started;
+        let rows: Vec<Vec<f32>> = with_cpu_slice(&sim, |sim| {
+            // Each query on its own: the scores are the same for any number of threads.
+            sim.par_chunks(n)
+                .map_init(TopK::default, |top, row| {
+                    vote(row, top.select(row, config.k), bank_labels, classes, config.temperature)
+                })
+                .collect()
+        })?;
+        scores.extend(rows);
+        selection += multiplied.elapsed();
     }
+    tracing::debug!(
+        queries = m,
+        bank = n,
+        similarity_s = similarity.as_secs_f64(),
+        selection_s = selection.as_secs_f64(),
+        "kNN scores"
+    );
     Ok(scores)
+}
+
+/// One query's class scores: the sum of `exp(sim / t)` over its `neighbours`, per class, in
+/// `f64` and in the neighbours' order (most similar first), rounded to `f32` at the end.
+fn vote(
+    row: &[f32],
+    neighbours: impl Iterator<Item = usize>,
+    labels: &[usize],
+    classes: usize,
+    temperature: f64,
+) -> Vec<f32> {
+    let mut sums = vec![0f64; classes];
+    for j in neighbours {
+        sums[labels[j]] += (f64::from(row[j]) / temperature).exp();
+    }
+    sums.into_iter().map(|s| s as f32).collect()
+}
+
+/// Runs `f` on the elements of a contiguous `f32` tensor on the CPU, without copying them.
+fn with_cpu_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (candle::Storage::Cpu(cpu), Some((from, to))) = (&*storage, layout.contiguous_offsets()) else {
+        return Err(TrainError::Config("kNN: similarities must be a contiguous CPU tensor".into()));
+    };
+    Ok(f(&cpu.as_slice::<f32>()?[from..to]))
 }
 
 /// Weighted kNN accuracy of `queries` against the labelled `bank`.
@@ -157,6 +205,65 @@ mod tests {
         let chunked =
             knn_scores(&bank, &labels, &queries, 3, &KnnConfig { k: 7, temperature: 0.1, chunk_size: 4 })?;
         assert_eq!(whole, chunked);
+        Ok(())
+    }
+
+    /// The reference: every row fully sorted (stable, most similar first), the first k vote.
+    fn brute_force_scores(
+        bank: &Tensor,
+        labels: &[usize],
+        queries: &Tensor,
+        k: usize,
+        t: f64,
+    ) -> Result<Vec<Vec<f32>>> {
+        let bank = l2_normalize(bank)?;
+        let sim = l2_normalize(queries)?.matmul(&bank.t()?.contiguous()?)?.to_vec2::<f32>()?;
+        Ok(sim
+            .iter()
+            .map(|row| {
+                let mut order: Vec<usize> = (0..row.len()).collect();
+                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+                let mut sums = [0f64; 3];
+                for &j in order.iter().take(k) {
+                    sums[labels[j]] += (f64::from(row[j]) / t).exp();
+                }
+                sums.iter().map(|&s| s as f32).collect()
+            })
+            .collect())
+    }
+
+    #[test]
+    fn scores_equal_a_full_sort_with_ties_and_any_k() -> Result<()> {
+        let dev = Device::Cpu;
+        // Rounded features repeat bank rows and similarities: ties at the k-th place.
+        let bank = (Tensor::randn(0f32, 1.0, (300, 4), &dev)? * 2.0)?.round()?;
+        let labels: Vec<usize> = (0..300).map(|i| (i * 7) % 3).collect();
+        let queries = (Tensor::randn(0f32, 1.0, (40, 4), &dev)? * 2.0)?.round()?;
+        for k in [1, 5, 200, 299, 300, 1000] {
+            let config = KnnConfig { k, temperature: 0.1, chunk_size: 16 };
+            let ours = knn_scores(&bank, &labels, &queries, 3, &config)?;
+            assert_eq!(ours, brute_force_scores(&bank, &labels, &queries, k, 0.1)?, "k = {k}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn scores_have_the_same_bits_on_any_number_of_threads() -> Result<()> {
+        let dev = Device::Cpu;
+        let bank = Tensor::randn(0f32, 1.0, (500, 8), &dev)?;
+        let labels: Vec<usize> = (0..500).map(|i| i % 3).collect();
+        let queries = Tensor::randn(0f32, 1.0, (64, 8), &dev)?;
+        let config = KnnConfig { k: 20, temperature: 0.1, chunk_size: 32 };
+        let on = |threads: usize| -> Result<Vec<Vec<f32>>> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| TrainError::Config(e.to_string()))?;
+            pool.install(|| knn_scores(&bank, &labels, &queries, 3, &config))
+        };
+        let one = on(1)?;
+        assert_eq!(one, on(3)?);
+        assert_eq!(one, on(4)?);
         Ok(())
     }
 
