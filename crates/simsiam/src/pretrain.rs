@@ -202,11 +202,16 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
             String::new()
         }
     };
+    // A run stopped (time budget, signal) before its first epoch ended has no epoch loss.
+    let loss = if summary.last_loss.is_nan() {
+        "no epoch completed".to_owned()
+    } else {
+        format!("loss {:.4}", summary.last_loss)
+    };
     eprintln!(
-        "done: {} epochs, {} steps, loss {:.4}, collapse {:.3}{}; weights in {}, metrics in {}{plot}",
+        "done: {} epochs, {} steps, {loss}, collapse {:.3}{}; weights in {}, metrics in {}{plot}",
         summary.epochs,
         summary.steps,
-        summary.last_loss,
         summary.collapse,
         summary.knn_top1.map(|a| format!(", kNN top-1 {:.2}%", 100.0 * a)).unwrap_or_default(),
         out.weights.display(),
