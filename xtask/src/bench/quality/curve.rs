@@ -33,9 +33,13 @@ pub struct Curve {
 }
 
 impl Curve {
-    /// Reads the events of JSON-lines `text`; other lines are skipped.
+    /// Reads the events of JSON-lines `text`; other lines are skipped. A run without the
+    /// training clock (no budget, no marks: the equal-epochs comparison) has no `epoch_clock`
+    /// lines; its `epoch` lines give the epochs then, their `seconds` summed as the clock and
+    /// no image count.
     pub fn parse(text: &str) -> Result<Curve> {
         let mut curve = Curve::default();
+        let mut plain_epochs = Vec::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line).with_context(|| format!("line {}: not JSON", i + 1))?;
             let point = || -> Option<Point> {
@@ -50,6 +54,22 @@ impl Curve {
                 })
             };
             let kind = v["event"].as_str().unwrap_or("");
+            if kind == "epoch" {
+                let clock = plain_epochs.last().map_or(0.0, |p: &Point| p.train_seconds)
+                    + v["seconds"].as_f64().unwrap_or(0.0);
+                let epoch = v["epoch"]
+                    .as_u64()
+                    .with_context(|| format!("line {}: an epoch without its number", i + 1))?;
+                plain_epochs.push(Point {
+                    minute: clock / 60.0,
+                    epoch: epoch as usize,
+                    step: v["step"].as_u64().unwrap_or(0) as usize,
+                    images: 0,
+                    train_seconds: clock,
+                    knn_top1: v["knn_top1"].as_f64(),
+                });
+                continue;
+            }
             if !matches!(kind, "knn_mark" | "epoch_clock" | "time_up") {
                 continue;
             }
@@ -62,6 +82,9 @@ impl Curve {
                 "epoch_clock" => curve.epochs.push(p),
                 _ => curve.time_up = Some(p),
             }
+        }
+        if curve.epochs.is_empty() {
+            curve.epochs = plain_epochs;
         }
         Ok(curve)
     }
@@ -220,6 +243,24 @@ mod tests {
 {"event":"knn_mark","minute":2.0,"epoch":1,"step":61,"images":7808,"train_seconds":120.1,"knn_top1":0.35,"eval_seconds":80}
 {"event":"time_up","epoch":1,"step":61,"images":7808,"train_seconds":120.1,"budget_minutes":2.0}
 "#;
+
+    #[test]
+    fn a_run_without_the_clock_gives_its_epochs_from_the_epoch_lines() -> Result<()> {
+        let text = r#"{"event":"step","epoch":0,"step":20,"loss":-0.3,"lr":0.06,"collapse":0.3,"images_per_s":100}
+{"event":"epoch","epoch":0,"step":40,"loss":-0.5,"lr":0.05,"collapse":0.2,"seconds":120,"knn_top1":0.3}
+{"event":"epoch","epoch":1,"step":80,"loss":-0.6,"lr":0.01,"collapse":0.2,"seconds":60,"knn_top1":0.32}
+"#;
+        let c = Curve::parse(text)?;
+        assert_eq!(c.epochs.len(), 2);
+        assert_eq!(
+            c.at_epoch(2).map(|p| (p.step, p.knn_top1, p.train_seconds)),
+            Some((80, Some(0.32), 180.0))
+        );
+        // With the clock's lines, the plain epoch lines are not used.
+        let c = Curve::parse(OURS)?;
+        assert!(c.epochs.iter().all(|p| p.images > 0), "{:?}", c.epochs);
+        Ok(())
+    }
 
     #[test]
     fn a_run_reads_back_its_marks_epochs_stop_and_throughput() -> Result<()> {
