@@ -121,7 +121,7 @@ pub struct EpochContext {
 /// The online linear probe's accuracy over an epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProbeAccuracy {
-    /// Running top-1 on the epoch's training batches (first views, as the probe trained).
+    /// Running top-1 on the epoch's training batches (both views, as the probe trained).
     pub train_top1: f64,
     /// Running top-5 on the epoch's training batches.
     pub train_top5: f64,

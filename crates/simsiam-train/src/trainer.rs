@@ -116,7 +116,7 @@ impl<B: Backbone> Trainer<B> {
     }
 
     /// Trains an online linear probe (Lightly's `OnlineLinearClassifier`) on the detached
-    /// backbone features of each batch's first view and the images' labels, with the model in
+    /// backbone features of both views of each batch and the images' labels, with the model in
     /// the same optimiser step (a group of its own, weight decay 0, the scheduled rate): its
     /// running training accuracy and, with `test`, its test accuracy are filled in every epoch
     /// ([`crate::EpochContext::probe`]). It is saved in checkpoints under
