@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use candle::{Device, Tensor};
-use rayon::prelude::*;
-use simsiam_augment::RgbView;
 
+use super::augmented::{Augmented, AugmentingLoader};
 use super::batch_transform::BatchTransform;
+#[cfg(any(doc, test))]
 use super::order::epoch_permutation;
 use super::two_view::LoaderConfig;
-use super::workers::{Batches, Engine, Job, num_batches};
-use crate::dataset::{Dataset, Sample};
-use crate::error::{DataError, Result};
+use super::workers::Batches;
+use crate::dataset::Dataset;
+#[cfg(any(doc, test))]
+use crate::error::DataError;
+use crate::error::Result;
 
 /// One augmented view of each image of a batch, with the labels.
 #[derive(Debug, Clone)]
@@ -33,19 +35,15 @@ pub struct LabelledBatch {
 /// number of workers and every epoch sees new crops. With `drop_last` false (PyTorch's
 /// default, as `main_lincls.py` loads) the last batch may be short.
 pub struct LabelledLoader {
-    dataset: Arc<dyn Dataset>,
-    transform: Arc<dyn BatchTransform>,
-    config: LoaderConfig,
-    device: Device,
-    engine: Engine,
+    inner: AugmentingLoader,
 }
 
 impl std::fmt::Debug for LabelledLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LabelledLoader")
-            .field("len", &self.dataset.len())
-            .field("config", &self.config)
-            .field("device", &self.device)
+            .field("len", &self.inner.dataset.len())
+            .field("config", &self.inner.config)
+            .field("device", &self.inner.device)
             .finish_non_exhaustive()
     }
 }
@@ -64,78 +62,40 @@ impl LabelledLoader {
         config: LoaderConfig,
         device: Device,
     ) -> Result<Self> {
-        if config.batch_size == 0 {
-            return Err(DataError::Config("batch_size must be at least 1".into()));
-        }
-        if transform.num_views() != 1 {
-            return Err(DataError::Config(format!(
-                "a labelled loader needs a transform with 1 view, got {}",
-                transform.num_views()
-            )));
-        }
-        let engine = Engine::new(config.workers, config.prefetch)?;
-        Ok(Self { dataset, transform: Arc::new(transform), config, device, engine })
+        Ok(Self { inner: AugmentingLoader::new(dataset, transform, config, device, 1, "labelled")? })
     }
 
     /// The configuration.
     pub fn config(&self) -> &LoaderConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// The dataset.
     pub fn dataset(&self) -> &Arc<dyn Dataset> {
-        &self.dataset
+        &self.inner.dataset
     }
 
     /// The device the batches are put on.
     pub fn device(&self) -> &Device {
-        &self.device
+        &self.inner.device
     }
 
     /// Batches in each epoch.
     pub fn batches_per_epoch(&self) -> usize {
-        num_batches(self.dataset.len(), self.config.batch_size, self.config.drop_last)
+        self.inner.batches_per_epoch()
     }
 
     /// The batches of `epoch`, built ahead on the workers.
     pub fn epoch(&self, epoch: u64) -> Batches<LabelledBatch> {
-        let order = Arc::new(epoch_permutation(self.dataset.len(), self.config.seed, epoch));
-        let (dataset, transform) = (self.dataset.clone(), self.transform.clone());
-        let (bs, seed, device) = (self.config.batch_size, self.config.seed, self.device.clone());
-        let job: Job<LabelledBatch> = Arc::new(move |b| {
-            let indices = order[b * bs..((b + 1) * bs).min(order.len())].to_vec();
-            labelled_batch(&*dataset, &*transform, indices, seed, epoch, &device)
-        });
-        self.engine.run(self.batches_per_epoch(), job)
+        self.inner.epoch(epoch, labelled_batch)
     }
 }
 
-fn labelled_batch(
-    dataset: &dyn Dataset,
-    transform: &dyn BatchTransform,
-    indices: Vec<usize>,
-    seed: u64,
-    epoch: u64,
-    device: &Device,
-) -> Result<LabelledBatch> {
-    let samples: Vec<Sample> = indices.par_iter().map(|&i| dataset.get(i)).collect::<Result<_>>()?;
-    let views = samples
-        .iter()
-        .map(|s| {
-            RgbView::from_image(&s.image)
-                .map_err(|source| DataError::Augment { sample: s.name.clone(), source })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let keys: Vec<u64> = indices.iter().map(|&i| i as u64).collect();
-    let [c, h, w] = transform.view_shape();
-    let n = indices.len();
-    let mut x = vec![0f32; n * c * h * w];
-    transform.apply_batch_into(&views, &keys, seed, epoch, &mut x).map_err(|source| {
-        let first = samples.first().map_or_else(String::new, |s| s.name.clone());
-        DataError::Augment { sample: format!("batch starting at {first}"), source }
-    })?;
+/// The one view of each sample as a tensor, with the labels.
+fn labelled_batch(batch: Augmented, indices: &[usize], device: &Device) -> Result<LabelledBatch> {
+    let Augmented { samples, pixels, shape } = batch;
     let labels = samples.iter().map(|s| s.label).collect();
-    Ok(LabelledBatch { x: Tensor::from_vec(x, (n, c, h, w), device)?, labels, indices })
+    Ok(LabelledBatch { x: Tensor::from_vec(pixels, shape, device)?, labels, indices: indices.to_vec() })
 }
 
 #[cfg(test)]
@@ -147,6 +107,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::dataset::Sample;
 
     /// Ten 12x10 images, sample `i` labelled `i % 3`.
     struct Patterns;

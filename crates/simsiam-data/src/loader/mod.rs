@@ -3,6 +3,8 @@
 //! number of workers.
 //!
 //! - `workers`: the prefetching engine, generic over what a batch is.
+//! - `augmented`: what the two augmenting loaders share (workers, order, decoding and
+//!   augmenting a batch).
 //! - `order`: the shuffled order of an epoch.
 //! - `batch_transform`: the multi-view augmentation interface the two-view loader needs.
 //! - `two_view`: [`TwoViewLoader`], for pretraining.
@@ -10,6 +12,7 @@
 //! - `labelled`: [`LabelledLoader`], one augmented view per image with its label, for training
 //!   a classifier on augmented crops.
 
+mod augmented;
 mod batch_transform;
 mod eval;
 mod labelled;

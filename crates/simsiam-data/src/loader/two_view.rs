@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use candle::{Device, Tensor};
-use rayon::prelude::*;
-use simsiam_augment::RgbView;
 
+use super::augmented::{Augmented, AugmentingLoader};
 use super::batch_transform::BatchTransform;
+#[cfg(doc)]
 use super::order::epoch_permutation;
-use super::workers::{Batches, Engine, Job, num_batches};
-use crate::dataset::{Dataset, Sample};
-use crate::error::{DataError, Result};
+use super::workers::Batches;
+use crate::dataset::Dataset;
+#[cfg(doc)]
+use crate::error::DataError;
+use crate::error::Result;
 
 /// Settings of [`TwoViewLoader`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,21 +56,6 @@ pub struct TwoViewBatch {
     pub labels: Vec<Option<usize>>,
 }
 
-/// Decodes `indices` in parallel on the current pool.
-fn fetch(dataset: &dyn Dataset, indices: &[usize]) -> Result<Vec<Sample>> {
-    indices.par_iter().map(|&i| dataset.get(i)).collect()
-}
-
-fn views_of(samples: &[Sample]) -> Result<Vec<RgbView<'_>>> {
-    samples
-        .iter()
-        .map(|s| {
-            RgbView::from_image(&s.image)
-                .map_err(|source| DataError::Augment { sample: s.name.clone(), source })
-        })
-        .collect()
-}
-
 /// The pretraining loader: for each epoch, shuffled batches of two augmented views.
 ///
 /// - Order: [`epoch_permutation`]`(len, seed, epoch)`, cut into batches of `batch_size`
@@ -79,19 +66,15 @@ fn views_of(samples: &[Sample]) -> Result<Vec<RgbView<'_>>> {
 /// - Work: `workers` threads decode (`Dataset::get`) and augment, in parallel inside each batch
 ///   and across up to `prefetch` batches ahead of the consumer.
 pub struct TwoViewLoader {
-    dataset: Arc<dyn Dataset>,
-    transform: Arc<dyn BatchTransform>,
-    config: LoaderConfig,
-    device: Device,
-    engine: Engine,
+    inner: AugmentingLoader,
 }
 
 impl std::fmt::Debug for TwoViewLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TwoViewLoader")
-            .field("len", &self.dataset.len())
-            .field("config", &self.config)
-            .field("device", &self.device)
+            .field("len", &self.inner.dataset.len())
+            .field("config", &self.inner.config)
+            .field("device", &self.inner.device)
             .finish_non_exhaustive()
     }
 }
@@ -109,69 +92,38 @@ impl TwoViewLoader {
         config: LoaderConfig,
         device: Device,
     ) -> Result<Self> {
-        if config.batch_size == 0 {
-            return Err(DataError::Config("batch_size must be at least 1".into()));
-        }
-        if transform.num_views() != 2 {
-            return Err(DataError::Config(format!(
-                "a two-view loader needs a transform with 2 views, got {}",
-                transform.num_views()
-            )));
-        }
-        let engine = Engine::new(config.workers, config.prefetch)?;
-        Ok(Self { dataset, transform: Arc::new(transform), config, device, engine })
+        Ok(Self { inner: AugmentingLoader::new(dataset, transform, config, device, 2, "two-view")? })
     }
 
     /// The configuration.
     pub fn config(&self) -> &LoaderConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// The dataset.
     pub fn dataset(&self) -> &Arc<dyn Dataset> {
-        &self.dataset
+        &self.inner.dataset
     }
 
     /// Batches in each epoch.
     pub fn batches_per_epoch(&self) -> usize {
-        num_batches(self.dataset.len(), self.config.batch_size, self.config.drop_last)
+        self.inner.batches_per_epoch()
     }
 
     /// The batches of `epoch`, built ahead on the workers.
     pub fn epoch(&self, epoch: u64) -> Batches<TwoViewBatch> {
-        let order = Arc::new(epoch_permutation(self.dataset.len(), self.config.seed, epoch));
-        let (dataset, transform) = (self.dataset.clone(), self.transform.clone());
-        let (bs, seed, device) = (self.config.batch_size, self.config.seed, self.device.clone());
-        let job: Job<TwoViewBatch> = Arc::new(move |b| {
-            let indices = order[b * bs..((b + 1) * bs).min(order.len())].to_vec();
-            two_view_batch(&*dataset, &*transform, &indices, seed, epoch, &device)
-        });
-        self.engine.run(self.batches_per_epoch(), job)
+        self.inner.epoch(epoch, two_view_batch)
     }
 }
 
-fn two_view_batch(
-    dataset: &dyn Dataset,
-    transform: &dyn BatchTransform,
-    indices: &[usize],
-    seed: u64,
-    epoch: u64,
-    device: &Device,
-) -> Result<TwoViewBatch> {
-    let samples = fetch(dataset, indices)?;
-    let views = views_of(&samples)?;
-    let keys: Vec<u64> = indices.iter().map(|&i| i as u64).collect();
-    let [c, h, w] = transform.view_shape();
-    let n = indices.len();
-    let mut x0 = vec![0f32; 2 * n * c * h * w];
-    transform.apply_batch_into(&views, &keys, seed, epoch, &mut x0).map_err(|source| {
-        let first = samples.first().map_or_else(String::new, |s| s.name.clone());
-        DataError::Augment { sample: format!("batch starting at {first}"), source }
-    })?;
+/// The first and second views of each sample, as tensors.
+fn two_view_batch(batch: Augmented, indices: &[usize], device: &Device) -> Result<TwoViewBatch> {
+    let Augmented { samples, pixels: mut x0, shape } = batch;
+    let (n, c, h, w) = shape;
     let x1 = x0.split_off(n * c * h * w);
     Ok(TwoViewBatch {
-        x0: Tensor::from_vec(x0, (n, c, h, w), device)?,
-        x1: Tensor::from_vec(x1, (n, c, h, w), device)?,
+        x0: Tensor::from_vec(x0, shape, device)?,
+        x1: Tensor::from_vec(x1, shape, device)?,
         indices: indices.to_vec(),
         labels: samples.iter().map(|s| s.label).collect(),
     })
