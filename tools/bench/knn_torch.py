@@ -12,7 +12,8 @@ reference for `simsiam eval knn-random` (docs/performance.md, "kNN evaluation").
 - knn: Lightly's `knn_predict` (lightly/utils/benchmarking/knn.py): `mm` with the bank,
   `topk(200)`, weights `exp(sim / 0.1)`, one-hot scatter and sum, `argsort`, per query batch.
 
-The network is seeded at random: the cost is the same as a trained one's.
+The network is seeded at random (torchvision's initialisation, `resnet_torch.py`): the cost is
+the same as a trained one's.
 
     python tools/bench/knn_torch.py --archive ../shared/data/cifar-10-binary.tar.gz --threads 1
 
@@ -20,62 +21,19 @@ Prints one line: `torch threads=1 data_s=... forward_s=... knn_s=... total_s=...
 """
 
 import argparse
-import io
 import tarfile
 import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 
+from resnet_torch import BLOCKS, ResNet
+
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-class BasicBlock(nn.Module):
-    """torchvision's BasicBlock: two 3x3 convolutions, BN, the shortcut's 1x1 + BN on a stride
-    or width change."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + identity)
-
-
-class ResNet18(nn.Module):
-    """torchvision's resnet18 layout with a free width (torchvision fixes 64), no fc."""
-
-    def __init__(self, width=16):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        layers, cin = [], width
-        for i, stride in enumerate((1, 2, 2, 2)):
-            cout = width * 2**i
-            layers.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
-            cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.feature_dim = cin
-
-    def forward(self, x):
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        x = self.layers(x)
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
 def read_cifar10(archive):
@@ -161,7 +119,7 @@ def main():
     loader = lambda x, y: torch.utils.data.DataLoader(  # noqa: E731
         CifarImages(x, y, transform), batch_size=args.batch, shuffle=False, num_workers=0
     )
-    model = ResNet18(args.width).eval()
+    model = ResNet(BLOCKS["resnet18"], args.width, "imagenet", zero_init_residual=False).eval()
 
     bank = features(model, loader(train_x, train_y), timer).t().contiguous()
     queries = features(model, loader(test_x, test_y), timer)
