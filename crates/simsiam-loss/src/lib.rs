@@ -38,7 +38,9 @@ pub use negative_cosine::{NegativeCosineSimilarity, cosine_similarity};
 use candle::{Result, Tensor};
 
 /// A dissimilarity D(p, z) between predictions and targets, reduced to a scalar.
-pub trait Similarity {
+///
+/// `Send + Sync`, so a training step that holds one can run on a compute thread pool.
+pub trait Similarity: Send + Sync {
     /// The loss D(p, z), averaged over the batch.
     ///
     /// # Shapes

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Options: `--model imagenet-r18|cifar-r18`, `--batch N` (64), `--steps N` (5), `--warmup N`
-//! (1). `RAYON_NUM_THREADS` sets the threads; `SIMSIAM_STOCK_KERNELS=1` runs candle's stock
+//! (1). `RAYON_NUM_THREADS` sets the threads; steps run on candle's compute pool as the
+//! trainer's do (`SIMSIAM_OUTSIDE_POOL=1`: from the main thread); `SIMSIAM_STOCK_KERNELS=1` runs candle's stock
 //! convolution and batch norm instead of ours, for comparison. `tools/bench/bench_step_torch.py`
 //! does the same step in PyTorch.
 
@@ -90,13 +91,23 @@ fn main() -> Result<()> {
     let dev = Device::Cpu;
     let x0 = Tensor::randn(0f32, 1.0, (args.batch, 3, 32, 32), &dev)?;
     let x1 = Tensor::randn(0f32, 1.0, (args.batch, 3, 32, 32), &dev)?;
+    // Each step on candle's compute pool, as the trainer runs it (`SIMSIAM_OUTSIDE_POOL=1`:
+    // from the main thread, as before, for comparison).
+    let outside = std::env::var("SIMSIAM_OUTSIDE_POOL").as_deref() == Ok("1");
+    let timed_step = || {
+        if outside {
+            step(&model, &varmap, &x0, &x1, 1e-3)
+        } else {
+            dev.with_context(|| step(&model, &varmap, &x0, &x1, 1e-3))
+        }
+    };
     for _ in 0..args.warmup {
-        step(&model, &varmap, &x0, &x1, 1e-3)?;
+        timed_step()?;
     }
     let mut totals = [0.0; 3];
     let start = Instant::now();
     for _ in 0..args.steps {
-        let t = step(&model, &varmap, &x0, &x1, 1e-3)?;
+        let t = timed_step()?;
         for (a, b) in totals.iter_mut().zip(t) {
             *a += b;
         }

@@ -29,13 +29,16 @@ impl TwoViewBatches for TwoViewLoader {
 }
 
 /// Backbone features of every sample of `loader`, in its order.
-pub fn loader_features<M: candle::ModuleT + ?Sized>(backbone: &M, loader: &EvalLoader) -> Result<Features> {
+pub fn loader_features<M: candle::ModuleT + Sync + ?Sized>(
+    backbone: &M,
+    loader: &EvalLoader,
+) -> Result<Features> {
     extract_features(backbone, loader.batches().map(|b| Ok(b.map(|b| (b.x, b.labels, b.names))?)))
 }
 
 /// Weighted kNN accuracy of `backbone`: features of `train` (the memory bank, loaded without
 /// augmentation) and of `test`, then [`knn_classify`].
-pub fn knn_evaluate<M: candle::ModuleT + ?Sized>(
+pub fn knn_evaluate<M: candle::ModuleT + Sync + ?Sized>(
     backbone: &M,
     train: &EvalLoader,
     test: &EvalLoader,

@@ -33,7 +33,7 @@ impl Features {
 /// Logs (`tracing`, debug) the seconds spent waiting for batches and in the backbone.
 pub fn extract_features<M, I>(backbone: &M, batches: I) -> Result<Features>
 where
-    M: ModuleT + ?Sized,
+    M: ModuleT + Sync + ?Sized,
     I: IntoIterator<Item = Result<(Tensor, Vec<Option<usize>>, Vec<String>)>>,
 {
     let mut chunks = Vec::new();
@@ -47,7 +47,9 @@ where
         let (x, l, n) = batch?;
         let loaded = Instant::now();
         waiting += loaded - started;
-        chunks.push(backbone.forward_t(&x, false)?.detach().to_dtype(candle::DType::F32)?);
+        // On candle's compute pool, as a training step (`Stepper::step` says why).
+        let features = x.device().with_context(|| backbone.forward_t(&x, false))?;
+        chunks.push(features.detach().to_dtype(candle::DType::F32)?);
         forward += loaded.elapsed();
         labels.extend(l);
         names.extend(n);

@@ -104,7 +104,25 @@ impl<B: Backbone> Stepper<B> {
     /// on both views' detached features with the labels repeated (as Lightly's benchmark
     /// `simsiam.py` feeds its `OnlineLinearClassifier`), is added to it for the backward pass
     /// only.
+    ///
+    /// On the CPU the step runs on candle's compute pool ([`candle::Device::with_context`]),
+    /// so our kernels' parallel loops run on the threads that do the step's serial work: from
+    /// a thread outside the pool, that thread waited beside the pool's and its serial work
+    /// between two kernels competed with their idle spinning (1.28x faster this way on
+    /// imagenet-r18 at two threads, docs/performance-step.md).
     pub(crate) fn step(
+        &mut self,
+        x0: &Tensor,
+        x1: &Tensor,
+        labels: &[Option<usize>],
+        lr: f64,
+    ) -> Result<StepOutput> {
+        let device = x0.device().clone();
+        device.with_context(|| self.step_here(x0, x1, labels, lr))
+    }
+
+    /// [`Self::step`] on the calling thread.
+    fn step_here(
         &mut self,
         x0: &Tensor,
         x1: &Tensor,

@@ -108,7 +108,7 @@ pub struct PaperLinearTrainer<'a, M: ?Sized> {
     config: PaperLinearConfig,
 }
 
-impl<'a, M: ModuleT + ?Sized> PaperLinearTrainer<'a, M> {
+impl<'a, M: ModuleT + Sync + ?Sized> PaperLinearTrainer<'a, M> {
     /// A trainer of `classifier` on `backbone`'s features.
     pub fn new(backbone: &'a M, classifier: LinearClassifier, config: PaperLinearConfig) -> Result<Self> {
         config.validate()?;
@@ -129,13 +129,16 @@ impl<'a, M: ModuleT + ?Sized> PaperLinearTrainer<'a, M> {
     /// - `images`: `[n, 3, h, w]`; returns `[n, feature_dim]`
     pub fn features(&self, images: &Tensor) -> Result<Tensor> {
         let n = images.dim(0)?;
-        let chunks = (0..n)
-            .step_by(FEATURE_CHUNK)
-            .map(|start| {
-                let x = images.narrow(0, start, FEATURE_CHUNK.min(n - start))?;
-                Ok(self.backbone.forward_t(&x, false)?.detach().to_dtype(DType::F32)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // On candle's compute pool, as a training step (`Stepper::step` says why).
+        let chunks = images.device().with_context(|| {
+            (0..n)
+                .step_by(FEATURE_CHUNK)
+                .map(|start| {
+                    let x = images.narrow(0, start, FEATURE_CHUNK.min(n - start))?;
+                    Ok(self.backbone.forward_t(&x, false)?.detach().to_dtype(DType::F32)?)
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
         Ok(Tensor::cat(&chunks, 0)?)
     }
 
