@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::buffer::zeroed;
 use crate::{Float, avx2_dispatch, contiguous_slice, on_fast_path, with_float};
 
 /// The batch statistics of one training-mode call, to update running statistics with.
@@ -444,7 +445,7 @@ fn forward<T: Float>(
     };
     let saved = Saved { mean, var, invstd, mean_t, scale, shift };
     let coef = Coefficients::new(&saved);
-    let mut y = vec![T::zero(); x.len()];
+    let mut y = zeroed(x.len(), T::zero());
     let sample = d.c * d.s;
     y.par_chunks_mut(sample).zip(x.par_chunks(sample)).enumerate().for_each(|(i, (yr, xr))| {
         let rr = residual.map(|r| &r[i * sample..(i + 1) * sample]);
@@ -486,7 +487,7 @@ fn backward<T: Float>(x: &[T], dy: &[T], d: Dims, s: &Saved, relu: bool) -> Vec<
     let k1: Vec<T> = sums.iter().map(|&(sg, _)| T::from_f64(sg / count)).collect();
     let k2: Vec<T> =
         (0..d.c).map(|ch| T::from_f64(sums[ch].1 * s.invstd[ch] * s.invstd[ch] / count)).collect();
-    let mut out = vec![zero; x.len() + 2 * d.c];
+    let mut out = zeroed(x.len() + 2 * d.c, zero);
     let (dx, dwb) = out.split_at_mut(x.len());
     dx.par_chunks_mut(d.c * d.s)
         .zip(x.par_chunks(d.c * d.s))
@@ -770,7 +771,7 @@ impl CustomOp2 for ReluMask {
             candle::bail!("{name}: gradient {:?} and output {:?} differ", l1.shape(), l2.shape());
         }
         fn mask<T: Float>(dy: &[T], y: &[T]) -> Vec<T> {
-            let mut out = vec![T::zero(); dy.len()];
+            let mut out = zeroed(dy.len(), T::zero());
             const CHUNK: usize = 1 << 14;
             out.par_chunks_mut(CHUNK)
                 .zip(dy.par_chunks(CHUNK))

@@ -8,6 +8,7 @@
 use candle::{CpuStorage, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::buffer::zeroed;
 use crate::{Float, avx2_dispatch, contiguous_slice, with_float};
 
 /// `relu?((x - mean) / std * weight + bias (+ residual))` per channel (dimension 1), with
@@ -85,7 +86,7 @@ impl BatchNormEval {
                 Some((s, l)) => Some(contiguous_slice::<T>(s, l, name, "residual")?),
                 None => None,
             };
-            let mut y = vec![T::default(); xs.len()];
+            let mut y = zeroed(xs.len(), T::default());
             // One plane (a sample's channel) per task: the same bits for any number of threads.
             y.par_chunks_mut(inner.max(1)).enumerate().for_each(|(i, yp)| {
                 let ch = i % c;

@@ -17,6 +17,7 @@ use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, Parallelism, matmul};
+use crate::buffer::zeroed;
 use crate::{Float, contiguous_slice, on_fast_path, with_float};
 
 mod panels;
@@ -325,7 +326,7 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
         return single_tap::forward(x, w, g, tap);
     }
     let (k, pp) = (g.k(), g.out_plane());
-    let mut out = vec![T::zero(); g.n * g.out_sample()];
+    let mut out = zeroed(g.n * g.out_sample(), T::zero());
     let (nb, par) = g.chunking();
     let wm = MatRef::row_major(w, g.co, k);
     // Chunks on one thread each unfold straight into the product's panels where they can.
@@ -382,7 +383,7 @@ fn input_grad<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
         return forward(dy, &flip_transpose(w, g), &tg);
     }
     let (k, pp) = (g.k(), g.out_plane());
-    let mut dx = vec![T::zero(); g.n * g.in_sample()];
+    let mut dx = zeroed(g.n * g.in_sample(), T::zero());
     let (nb, par) = g.chunking();
     let wt = MatRef::row_major(w, g.co, k).t();
     dx.par_chunks_mut(nb * g.in_sample()).enumerate().for_each_init(
@@ -410,7 +411,7 @@ fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     }
     let k = g.k();
     if crate::options::avx2() {
-        let mut dw = vec![T::zero(); g.co * k];
+        let mut dw = zeroed(g.co * k, T::zero());
         if let (Some(x), Some(dy), Some(out)) = (T::as_f32(x), T::as_f32(dy), T::as_f32_mut(&mut dw)) {
             weight_panels::weight_grad(x, dy, g, out);
             return dw;

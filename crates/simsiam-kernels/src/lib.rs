@@ -13,7 +13,8 @@
 //! - [`KernelOptions`]: the program's choices (vector level, Winograd, candle's stock ops
 //!   instead), installed once with [`set_kernel_options`]; this crate reads no environment.
 //! - [`keep_freed_memory`]: glibc `malloc` settings that let a training loop reuse its freed
-//!   step buffers.
+//!   step buffers; [`park_idle_candle_threads`]: candle's element-wise threads park between
+//!   ops instead of spinning beside our kernels' threads.
 //!
 //! The kernels run for `f32` and `f64` tensors on the CPU. With the `cuda` feature, batch norm
 //! and max-pooling run our own CUDA kernels on `f32` CUDA tensors ([`cuda`], compiled with
@@ -23,6 +24,8 @@
 mod allocator;
 mod batch_norm;
 mod batch_norm_eval;
+mod buffer;
+mod candle_threads;
 mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -37,6 +40,7 @@ mod view;
 pub use allocator::keep_freed_memory;
 pub use batch_norm::{BatchNormStats, batch_norm_add_relu_train, batch_norm_train};
 pub use batch_norm_eval::batch_norm_eval;
+pub use candle_threads::park_idle_candle_threads;
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
 pub use max_pool::{MaxPool2dConfig, max_pool2d};
 pub use options::{Isa, KernelOptions, Winograd, kernel_options, set_kernel_options};

@@ -9,6 +9,7 @@
 use candle::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::buffer::zeroed;
 use crate::{contiguous_slice, with_float};
 
 /// The window of a 2-D max-pool, square for kernel, stride and padding.
@@ -102,7 +103,7 @@ fn forward<T: PartialOrd + Copy + Default + Send + Sync>(
     g: &Geometry,
     c: MaxPool2dConfig,
 ) -> Vec<T> {
-    let mut out = vec![T::default(); g.planes * g.oh * g.ow];
+    let mut out = zeroed(g.planes * g.oh * g.ow, T::default());
     let planes = out.par_chunks_mut((g.oh * g.ow).max(1)).zip(x.par_chunks_exact((g.h * g.w).max(1)));
     planes.for_each(|(dst, plane)| {
         for oy in 0..g.oh {
@@ -125,19 +126,22 @@ fn forward<T: PartialOrd + Copy + Default + Send + Sync>(
     out
 }
 
+/// Planes in parallel, as [`forward`]: each output gradient goes to its window's argmax.
 fn backward<T>(x: &[T], grad: &[T], g: &Geometry, c: MaxPool2dConfig) -> Vec<T>
 where
-    T: PartialOrd + Copy + Default + std::ops::AddAssign,
+    T: PartialOrd + Copy + Default + std::ops::AddAssign + Send + Sync,
 {
-    let mut out = vec![T::default(); x.len()];
-    let planes = x.chunks_exact(g.h * g.w).zip(grad.chunks_exact(g.oh * g.ow));
-    for ((plane, grad), dst) in planes.zip(out.chunks_exact_mut(g.h * g.w)) {
+    let mut out = zeroed(x.len(), T::default());
+    let (plane, out_plane) = ((g.h * g.w).max(1), (g.oh * g.ow).max(1));
+    let planes =
+        out.par_chunks_mut(plane).zip(x.par_chunks_exact(plane)).zip(grad.par_chunks_exact(out_plane));
+    planes.for_each(|((dst, plane), grad)| {
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 dst[g.argmax(plane, c, oy, ox)] += grad[oy * g.ow + ox];
             }
         }
-    }
+    });
     out
 }
 

@@ -17,7 +17,9 @@ use std::time::Instant;
 use candle::{Device, Result, Tensor};
 use candle_nn::VarMap;
 use simsiam_loss::{NegativeCosineSimilarity, symmetric_loss};
-use simsiam_models::kernels::{Isa, KernelOptions, keep_freed_memory, set_kernel_options};
+use simsiam_models::kernels::{
+    Isa, KernelOptions, keep_freed_memory, park_idle_candle_threads, set_kernel_options,
+};
 use simsiam_models::{Precision, ResNet, SimSiam};
 
 #[path = "common/bench_models.rs"]
@@ -78,6 +80,8 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() -> Result<()> {
+    // SAFETY: first thing in `main`, before any thread exists. As the `simsiam` binary.
+    unsafe { park_idle_candle_threads() };
     // As the `simsiam` binary does: the kernels' options from `SIMSIAM_*` variables, and reuse
     // freed memory instead of page-faulting it in again (unless `SIMSIAM_MALLOC_TUNING=0`).
     let options = KernelOptions::from_vars(|k| std::env::var(k).ok()).map_err(candle::Error::Msg)?;

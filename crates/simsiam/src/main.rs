@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use simsiam::config::{DatasetKind, RunConfig};
 use simsiam::interrupt::{Forwarded, Interrupted};
 use simsiam::{evaluate, launch, pretrain, run};
-use simsiam_models::kernels::{KernelOptions, keep_freed_memory, set_kernel_options};
+use simsiam_models::kernels::{
+    KernelOptions, keep_freed_memory, park_idle_candle_threads, set_kernel_options,
+};
 
 #[derive(Parser)]
 #[command(name = "simsiam", version, about = "SimSiam self-supervised pretraining (Chen & He, 2021) in Rust")]
@@ -417,6 +419,8 @@ fn install_kernel_options() -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in `main`, before any thread exists.
+    unsafe { park_idle_candle_threads() };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIMSIAM_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match install_kernel_options().and_then(|()| run(Cli::parse())) {

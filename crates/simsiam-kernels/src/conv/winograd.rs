@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::Geometry;
 use crate::Winograd;
+use crate::buffer::zeroed;
 use crate::sgemm;
 use crate::view::MatRef;
 
@@ -271,7 +272,7 @@ fn convolve(x: &[f32], u: &[f32], g: &Geometry) -> Vec<f32> {
     let (ty, tx) = tiles(g);
     let (per, threads) = chunking(g);
     let (in_sample, out_sample) = (g.ci * g.h * g.w, g.co * g.h * g.w);
-    let mut out = vec![0.0; g.n * out_sample];
+    let mut out = zeroed(g.n * out_sample, 0.0);
     out.par_chunks_mut(per * out_sample).enumerate().for_each_init(
         || (Vec::new(), Vec::new()),
         |(v, mm), (i, out)| {
