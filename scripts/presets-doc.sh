@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${1:-$ROOT/target/debug/simsiam}"
 DOC="$ROOT/docs/presets.md"
-for preset in lightly-example lightly-cifar10-benchmark satellite cifar10-paper imagenet-paper; do
+for preset in lightly-example lightly-cifar10-benchmark satellite cifar10-paper imagenet-paper cifar10-cpu; do
     "$BIN" config --preset "$preset" > "$ROOT/crates/simsiam/tests/presets/$preset.toml"
 done
 python3 - "$DOC" "$ROOT/crates/simsiam/tests/presets" <<'PY'

@@ -19,7 +19,8 @@ use crate::view::ViewTransform;
 /// Named recipes, each the augmentation of one published source (file and line in its docs):
 /// [`SimSiamConfig::lightly_example`], [`SimSiamConfig::lightly_cifar10_benchmark`],
 /// [`SimSiamConfig::satellite`], [`SimSiamConfig::cifar10_paper`],
-/// [`SimSiamConfig::imagenet_paper`]; the `simsiam` program's presets of the same names use
+/// [`SimSiamConfig::imagenet_paper`]; and our CPU recipe for CIFAR-10,
+/// [`SimSiamConfig::cifar10_cpu`]. The `simsiam` program's presets of the same names use
 /// these. [`SimSiamConfig::cifar10`] is a CIFAR-10 starting point of our own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimSiamConfig {
@@ -101,6 +102,15 @@ impl SimSiamConfig {
     /// statistics; `lightly/transforms/simsiam_transform.py` lines 76-95).
     pub fn lightly_example() -> Self {
         Self { input_size: 32, ..Self::default() }
+    }
+
+    /// The `simsiam` program's `cifar10-cpu` preset, our recipe for CIFAR-10 on a CPU (chosen
+    /// by the recipe sweep of `docs/training.md`, "Recipe sweep for a CPU"):
+    /// [`SimSiamConfig::lightly_example`] with two changes, no Gaussian blur (it destroys
+    /// 32-pixel images, as the paper's CIFAR recipe says) and CIFAR-10's statistics instead of
+    /// ImageNet's. The views are those of [`SimSiamConfig::cifar10_paper`].
+    pub fn cifar10_cpu() -> Self {
+        Self { gaussian_blur: 0.0, normalize: Some(Normalization::CIFAR10), ..Self::lightly_example() }
     }
 
     /// Lightly's CIFAR-10 benchmark,
@@ -306,6 +316,7 @@ mod tests {
             SimSiamConfig::satellite(),
             SimSiamConfig::cifar10_paper(),
             SimSiamConfig::imagenet_paper(),
+            SimSiamConfig::cifar10_cpu(),
             SimSiamConfig { rr_prob: 0.5, rr_degrees: Some((-20.0, 20.0)), ..SimSiamConfig::default() },
         ] {
             let t = c.build().expect("preset is valid");
@@ -313,5 +324,13 @@ mod tests {
             let s = c.input_size as usize;
             assert_eq!(t.view_shape(), [3, s, s]);
         }
+    }
+
+    #[test]
+    fn cifar10_cpu_is_the_lightly_example_without_blur_on_cifar_statistics() {
+        let cpu = SimSiamConfig::cifar10_cpu();
+        assert_eq!((cpu.gaussian_blur, cpu.normalize), (0.0, Some(Normalization::CIFAR10)));
+        let back = SimSiamConfig { gaussian_blur: 0.5, normalize: Some(Normalization::IMAGENET), ..cpu };
+        assert_eq!(back, SimSiamConfig::lightly_example());
     }
 }

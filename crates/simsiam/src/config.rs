@@ -323,7 +323,7 @@ mod tests {
         let e = RunConfig::preset("nope").expect_err("no such preset").to_string();
         assert_eq!(
             e,
-            "unknown preset `nope`: use lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper or imagenet-paper"
+            "unknown preset `nope`: use lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper, imagenet-paper or cifar10-cpu"
         );
         Ok(())
     }

@@ -2,8 +2,9 @@
 //! the pieces of the `simsiam` command-line tool.
 //!
 //! - [`config::RunConfig`]: every knob in one TOML file, with presets (`lightly-example`,
-//!   `lightly-cifar10-benchmark`, `satellite`, `cifar10-paper`, `imagenet-paper`; each one
-//!   published recipe, see `docs/presets.md`) and `section.key=value` overrides.
+//!   `lightly-cifar10-benchmark`, `satellite`, `cifar10-paper`, `imagenet-paper`, each one
+//!   published recipe, and our `cifar10-cpu`; see `docs/presets.md`) and `section.key=value`
+//!   overrides.
 //! - [`run`]: datasets, loaders, model and loss from a config.
 //! - [`pretrain::pretrain`]: a whole run with checkpoints, metrics and the kNN monitor, in a
 //!   run folder that [`run_folder`] keeps: nothing the user has there is overwritten.

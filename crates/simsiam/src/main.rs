@@ -187,8 +187,8 @@ struct TestArgs {
 
 #[derive(Args)]
 struct ConfigArgs {
-    /// A named preset: lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper or
-    /// imagenet-paper.
+    /// A named preset: lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper,
+    /// imagenet-paper or cifar10-cpu.
     #[arg(long, default_value = "lightly-example")]
     preset: String,
     /// A TOML config file (replaces the preset).

@@ -168,7 +168,7 @@ fn config_prints_each_preset_as_before_and_it_reads_back_equal() {
     let line = error_line(&simsiam(&["config", "--preset", "huge"]));
     assert!(
         line.contains(
-            "unknown preset `huge`: use lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper or imagenet-paper"
+            "unknown preset `huge`: use lightly-example, lightly-cifar10-benchmark, satellite, cifar10-paper, imagenet-paper or cifar10-cpu"
         ),
         "{line}"
     );

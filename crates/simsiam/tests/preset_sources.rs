@@ -1,5 +1,6 @@
 //! Every value of every preset against the source it names, written out here with the file and
-//! line it comes from (lightly-ai/lightly at e8d317fc, facebookresearch/simsiam at a7bc1772),
+//! line it comes from (lightly-ai/lightly at e8d317fc, facebookresearch/simsiam at a7bc1772;
+//! for our `cifar10-cpu`, the section of docs/training.md),
 //! and the augmentation section against `simsiam_augment::SimSiamConfig`'s constructor of the
 //! same name, so the library and the program share one definition.
 //!
@@ -21,7 +22,7 @@ fn check(preset: Preset, want: &RunConfig, library: SimSiamConfig) {
     assert_eq!(&got, want, "{preset}");
     assert_eq!(got.augment.simsiam().expect("valid"), library, "{preset}: the library's constructor");
     library.build().expect("the preset's augmentation builds");
-    // The knobs the config file leaves out, the same in all five sources: blur sigma in
+    // The knobs the config file leaves out, the same in all five sources and ours: blur sigma in
     // [0.1, 2] with the kernel from sigma (simsiam_transform.py lines 88-89, simclr_transform.py
     // lines 49-50, facebookresearch/simsiam simsiam/loader.py line 26) and two views
     // (simsiam_transform.py line 115; simsiam/loader.py's TwoCropsTransform).
@@ -391,10 +392,90 @@ fn imagenet_paper_is_the_official_main_simsiam_py() {
 }
 
 #[test]
+fn cifar10_cpu_is_the_recipe_sweeps_choice() {
+    // Ours, not a published recipe: docs/training.md, "Recipe sweep for a CPU" (the choice) and
+    // "A run that fits in about 30 CPU minutes" (its width-16 recipe, spelled out as --sets).
+    let want = RunConfig {
+        data: DataConfig {
+            dataset: DatasetKind::Cifar10, // training.md: all 50,000 CIFAR-10 training images
+            path: "data/cifar10".into(),   // training.md: --set data.path=data/cifar10
+            limit: 0,                      // training.md: all 50,000 training images
+            workers: 2,                    // ours
+        },
+        // SimSiamConfig::cifar10_cpu(): the lightly-example preset's SimSiamTransform(input_size=32)
+        // (simsiam_transform.py lines 76-95) with training.md's two changes.
+        augment: AugmentConfig {
+            input_size: 32,                          // as lightly-example (simsiam.py line 39)
+            cj_prob: 0.8,                            // simsiam_transform.py line 79
+            cj_strength: 1.0,                        // line 80
+            cj_bright: 0.4,                          // line 81
+            cj_contrast: 0.4,                        // line 82
+            cj_sat: 0.4,                             // line 83
+            cj_hue: 0.1,                             // line 84
+            min_scale: 0.2,                          // line 85
+            random_gray_scale: 0.2,                  // line 86
+            gaussian_blur: 0.0,                      // training.md: --set augment.gaussian_blur=0
+            hf_prob: 0.5,                            // simsiam_transform.py line 91
+            vf_prob: 0.0,                            // line 90
+            rr_prob: 0.0,                            // line 92
+            rr_degrees: vec![],                      // line 93
+            normalize: NormalizationKind::Cifar10,   // training.md: --set augment.normalize=cifar10
+            eval_resize: EvalResizeKind::CenterCrop, // ours (CIFAR is evaluated as it is)
+        },
+        model: ModelConfig {
+            backbone: Backbone::Resnet18,   // training.md: torchvision's ResNet-18 layout
+            stem: StemKind::Imagenet,       // training.md: --set model.stem=imagenet
+            width: 16,                      // training.md: --set model.width=16 (128 features)
+            zero_init_residual: false,      // as lightly-example (torchvision's default)
+            proj_hidden_dim: 512,           // training.md: lightly-example's heads 128-512-128
+            proj_output_dim: 128,           // and 128-64-128 (Lightly's simsiam.py lines 21-22)
+            proj_layers: 3,                 // heads.py lines 342-347
+            proj_last_bn_affine: false,     // heads.py line 347
+            pred_hidden_dim: 64,            // simsiam.py line 22
+            loss: LossKind::NegativeCosine, // as lightly-example (simsiam.py line 54)
+            init: PathBuf::new(),           // ours: the seeded initialisation
+        },
+        train: TrainConfig {
+            epochs: 200,                            // training.md, recipe sweep
+            batch_size: 128,                        // training.md: --set train.batch_size=128
+            base_lr: 0.06,                          // training.md: --set train.base_lr=0.06
+            scale_lr: false,    // training.md: lr 0.06 unscaled (lightly-example's, not --set)
+            momentum: 0.9,      // training.md: --set train.momentum=0.9
+            weight_decay: 5e-4, // training.md: --set train.weight_decay=5e-4
+            fixed_predictor_lr: true, // training.md: --set train.fixed_predictor_lr=true
+            warmup_epochs: 0,   // training.md: none (lightly-example's, not --set)
+            schedule: ScheduleStep::Iteration, // training.md: --set train.schedule=iteration
+            seed: 0,            // training.md: --set train.seed=0
+            device: DeviceKind::Cpu, // ours (and the point of the recipe)
+            precision: PrecisionKind::Auto, // ours
+            output_dir: "runs/cifar10-cpu".into(), // ours
+            log_every: 20,      // ours
+            checkpoint_every: 1, // ours
+            keep_checkpoints: 3, // ours
+            knn_every: 5,       // training.md, recipe sweep
+            knn_k: 200,         // training.md: kNN k = 200
+            knn_t: 0.1,         // training.md: t = 0.1
+            online_probe: OnlineProbeSetting::Auto, // ours: on where there are labels
+            minutes: 0.0,       // ours: no time budget
+            knn_at_minutes: Vec::new(), // ours
+        },
+    };
+    check(Preset::Cifar10Cpu, &want, SimSiamConfig::cifar10_cpu());
+    assert!((RunConfig::from_preset(Preset::Cifar10Cpu).lr() - 0.06).abs() < 1e-15);
+}
+
+#[test]
 fn every_preset_has_its_test() {
     // A new preset needs a test above comparing its values with its source.
     assert_eq!(
         Preset::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-        ["lightly-example", "lightly-cifar10-benchmark", "satellite", "cifar10-paper", "imagenet-paper"]
+        [
+            "lightly-example",
+            "lightly-cifar10-benchmark",
+            "satellite",
+            "cifar10-paper",
+            "imagenet-paper",
+            "cifar10-cpu"
+        ]
     );
 }

@@ -1,6 +1,6 @@
-//! The named presets, each one published recipe. The augmentation of each is defined once, in
-//! `simsiam_augment::SimSiamConfig` (`lightly_example()`, `satellite()`, ...); the model and
-//! training sections are defined here. Sources, by file and line:
+//! The named presets: five published recipes and one of ours. The augmentation of each is
+//! defined once, in `simsiam_augment::SimSiamConfig` (`lightly_example()`, `satellite()`, ...);
+//! the model and training sections are defined here. Sources, by file and line:
 //!
 //! - `lightly-example`: lightly-ai/lightly `examples/pytorch/simsiam.py`.
 //! - `lightly-cifar10-benchmark`: lightly-ai/lightly
@@ -9,6 +9,8 @@
 //! - `cifar10-paper`: arXiv:2011.10566 (appendix "CIFAR experiments") with the model of
 //!   facebookresearch/simsiam `simsiam/builder.py`.
 //! - `imagenet-paper`: facebookresearch/simsiam `main_simsiam.py` and `README.md`.
+//! - `cifar10-cpu` (ours): `docs/training.md`, sections "Recipe sweep for a CPU" and "A run
+//!   that fits in about 30 CPU minutes".
 //!
 //! The settings no recipe has (loader threads, device, logging, checkpoints, the kNN monitor's
 //! schedule where the source has no monitor) are ours and the same in every preset; results do
@@ -34,6 +36,7 @@ impl RunConfig {
             Preset::Satellite => satellite(),
             Preset::Cifar10Paper => cifar10_paper(),
             Preset::ImagenetPaper => imagenet_paper(),
+            Preset::Cifar10Cpu => cifar10_cpu(),
         }
     }
 }
@@ -228,6 +231,50 @@ fn imagenet_paper() -> RunConfig {
             schedule: ScheduleStep::Epoch,
             knn_every: 10,
             ..ours("imagenet-paper")
+        },
+    }
+}
+
+/// Ours: the recipe that learns most per CPU minute on CIFAR-10, chosen by the recipe sweep
+/// of `docs/training.md` ("Recipe sweep for a CPU"). It is the width-16 recipe of
+/// `docs/training.md`'s "A run that fits in about 30 CPU minutes": torchvision's ResNet-18
+/// layout with the ImageNet stem at a quarter of the width (16, so 128 features), the
+/// `lightly-example` preset's heads (projection 128-512-128 in three layers with a non-affine
+/// last BN, predictor 128-64-128), `SimSiamConfig::cifar10_cpu()`'s views (Lightly's
+/// `SimSiamTransform(input_size=32)` without blur, on CIFAR-10's statistics), batch 128, SGD
+/// lr 0.06 unscaled with momentum 0.9 and weight decay 5e-4, a fixed predictor lr, no warmup,
+/// cosine per iteration; over 200 epochs (as Lightly's CIFAR-10 benchmark), with the kNN
+/// monitor (k 200, t 0.1) every 5 epochs.
+fn cifar10_cpu() -> RunConfig {
+    RunConfig {
+        data: cifar10_data(),
+        augment: AugmentConfig::from_simsiam(&SimSiamConfig::cifar10_cpu(), EvalResizeKind::CenterCrop),
+        model: ModelConfig {
+            backbone: Backbone::Resnet18,
+            width: 16,
+            zero_init_residual: false,
+            proj_hidden_dim: 512,
+            proj_output_dim: 128,
+            proj_layers: 3,
+            proj_last_bn_affine: false,
+            pred_hidden_dim: 64,
+            loss: LossKind::NegativeCosine,
+            ..resnet18(StemKind::Imagenet)
+        },
+        train: TrainConfig {
+            epochs: 200,
+            batch_size: 128,
+            base_lr: 0.06,
+            scale_lr: false,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            fixed_predictor_lr: true,
+            warmup_epochs: 0,
+            schedule: ScheduleStep::Iteration,
+            knn_every: 5,
+            knn_k: 200,
+            knn_t: 0.1,
+            ..ours("cifar10-cpu")
         },
     }
 }
