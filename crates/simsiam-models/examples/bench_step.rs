@@ -8,9 +8,9 @@
 //!
 //! Options: `--model imagenet-r18|cifar-r18`, `--batch N` (64), `--steps N` (5), `--warmup N`
 //! (1). `RAYON_NUM_THREADS` sets the threads; steps run on candle's compute pool as the
-//! trainer's do (`SIMSIAM_OUTSIDE_POOL=1`: from the main thread); `SIMSIAM_STOCK_KERNELS=1` runs candle's stock
-//! convolution and batch norm instead of ours, for comparison. `tools/bench/bench_step_torch.py`
-//! does the same step in PyTorch.
+//! trainer's do (`SIMSIAM_OUTSIDE_POOL=1`: from the main thread, for comparison);
+//! `SIMSIAM_STOCK_KERNELS=1` runs candle's stock convolution and batch norm instead of ours.
+//! `tools/bench/bench_step_torch.py` does the same step in PyTorch.
 
 use std::time::Instant;
 

@@ -18,9 +18,9 @@ pub(super) fn tap(g: &Geometry) -> Option<usize> {
 }
 
 /// The tap's weights `w[o, c, tap]` as a row-major `[co, ci]` matrix, or as `[ci, co]` when
-/// `transposed`: a contiguous copy packs faster than the strided view, on every thread.
-/// Rows on the rayon threads: a strided gather from megabytes of weights (512 x 512 x 9) was
-/// a serial stretch of the step.
+/// `transposed`: a contiguous copy packs faster than the strided view, on every thread. The
+/// rows are gathered on the rayon threads: from megabytes of weights (512 x 512 x 9), one
+/// thread's gather was a serial stretch of the step.
 fn tap_weights<T: Float>(w: &[T], g: &Geometry, tap: usize, transposed: bool) -> Vec<T> {
     let kk = g.kh * g.kw;
     let (co, ci) = (g.co, g.ci);
