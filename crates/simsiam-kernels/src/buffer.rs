@@ -24,7 +24,7 @@ mod tests {
     #[test]
     fn holds_len_zeros_on_any_number_of_threads() {
         for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a rayon pool");
             for len in [0, 7, PARALLEL_FROM - 1, PARALLEL_FROM, 3 * PARALLEL_FROM + 5] {
                 let v = pool.install(|| zeroed(len, 0f32));
                 assert_eq!(v.len(), len);
