@@ -117,6 +117,13 @@ impl<B: Backbone> Stepper<B> {
         labels: &[Option<usize>],
         lr: f64,
     ) -> Result<StepOutput> {
+        // Data-parallel, the step blocks in collectives: inside a shared work-stealing pool one
+        // rank's step could be stolen onto another rank's waiting thread and both would wait
+        // forever (in-process ranks deadlocked in `tests/data_parallel.rs`). Those steps stay
+        // on the calling thread.
+        if self.comm.is_some() {
+            return self.step_here(x0, x1, labels, lr);
+        }
         let device = x0.device().clone();
         device.with_context(|| self.step_here(x0, x1, labels, lr))
     }
