@@ -11,8 +11,11 @@ pub struct TrainSummary {
     pub last_loss: f32,
     /// Collapse level at the end.
     pub collapse: f32,
-    /// The last kNN accuracy, when a monitor ran.
+    /// The last kNN accuracy at an epoch end, when a monitor ran.
     pub knn_top1: Option<f64>,
+    /// Epochs completed when that kNN accuracy was measured: below `epochs` when the monitor
+    /// skipped the last epochs (`knn_every`) or the fit stopped mid-schedule.
+    pub knn_epochs: Option<usize>,
 }
 
 /// How a fit ended. An interruption is an outcome, not an error: the checkpoint of the step
@@ -58,7 +61,14 @@ mod tests {
 
     #[test]
     fn both_outcomes_carry_their_summary() {
-        let summary = TrainSummary { epochs: 1, steps: 4, last_loss: -0.5, collapse: 0.1, knn_top1: None };
+        let summary = TrainSummary {
+            epochs: 1,
+            steps: 4,
+            last_loss: -0.5,
+            collapse: 0.1,
+            knn_top1: None,
+            knn_epochs: None,
+        };
         let stopped = TrainOutcome::Interrupted(summary.clone());
         assert!(stopped.is_interrupted());
         assert_eq!(stopped.summary(), &summary);

@@ -279,12 +279,13 @@ impl<B: Backbone> Trainer<B> {
         let view = self.stepper.view();
         self.observers.metrics.rewind(self.resumed_at.take(), &view)?;
         self.observers.each(|o| o.on_fit_start(&fit, &view))?;
-        let (mut last_loss, mut knn_top1) = (f32::NAN, None);
+        // The last kNN accuracy, with the epochs completed when it was measured.
+        let (mut last_loss, mut knn) = (f32::NAN, None);
         while self.stepper.state.epoch < until {
             let epoch = self.stepper.state.epoch;
             let (loss, lr, seconds, stop) = match self.train_epoch(data, &plan)? {
                 EpochEnd::Completed { loss, lr, seconds, stop } => (loss, lr, seconds, stop),
-                EpochEnd::Stopped(why) => return self.stop_early(why, last_loss, knn_top1),
+                EpochEnd::Stopped(why) => return self.stop_early(why, last_loss, knn),
             };
             self.stepper.state.epoch += 1;
             let (epochs, step) = (self.config.epochs, self.stepper.state.step);
@@ -300,20 +301,21 @@ impl<B: Backbone> Trainer<B> {
                 probe: None,
             };
             self.observers.each(|o| o.on_epoch_end(&mut ctx, &self.stepper.view()))?;
-            (last_loss, knn_top1) = (ctx.loss, ctx.knn_top1.or(knn_top1));
+            last_loss = ctx.loss;
+            knn = ctx.knn_top1.map(|a| (self.stepper.state.epoch, a)).or(knn);
             if let Some(why) = stop.filter(|_| self.stepper.state.epoch < until) {
-                return self.stop_early(why, last_loss, knn_top1);
+                return self.stop_early(why, last_loss, knn);
             }
         }
         self.observers.each(|o| o.on_fit_end(&self.stepper.view()))?;
-        Ok(TrainOutcome::Finished(self.summary(last_loss, knn_top1)))
+        Ok(TrainOutcome::Finished(self.summary(last_loss, knn)))
     }
 
     /// Ends the fit before its last epoch: the observers' `on_interrupt` (the checkpoint),
     /// then the outcome that says why.
-    fn stop_early(&mut self, why: Stop, last_loss: f32, knn_top1: Option<f64>) -> Result<TrainOutcome> {
+    fn stop_early(&mut self, why: Stop, last_loss: f32, knn: Option<(usize, f64)>) -> Result<TrainOutcome> {
         self.observers.each(|o| o.on_interrupt(&self.stepper.view()))?;
-        let summary = self.summary(last_loss, knn_top1);
+        let summary = self.summary(last_loss, knn);
         Ok(match why {
             Stop::Interrupt => TrainOutcome::Interrupted(summary),
             Stop::TimeUp => TrainOutcome::TimeUp(summary),
@@ -414,10 +416,11 @@ impl<B: Backbone> Trainer<B> {
         CosineSchedule::with_warmup(c.lr, total, warmup, start_factor, 0.0)
     }
 
-    fn summary(&self, last_loss: f32, knn_top1: Option<f64>) -> TrainSummary {
+    fn summary(&self, last_loss: f32, knn: Option<(usize, f64)>) -> TrainSummary {
         let state = &self.stepper.state;
         let collapse = self.observers.collapse.level();
-        TrainSummary { epochs: state.epoch, steps: state.step, last_loss, collapse, knn_top1 }
+        let (knn_epochs, knn_top1) = (knn.map(|k| k.0), knn.map(|k| k.1));
+        TrainSummary { epochs: state.epoch, steps: state.step, last_loss, collapse, knn_top1, knn_epochs }
     }
 }
 

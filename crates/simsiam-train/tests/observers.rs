@@ -67,7 +67,7 @@ fn a_callers_observer_sees_every_event_in_order_with_the_measurements() -> Resul
     let mut t =
         trainer(config(2))?.with_knn_monitor(Box::new(|_| Ok(0.5))).with_observer(Recorder(events.clone()));
     let summary = finished(t.fit(&data())?);
-    assert_eq!(summary.knn_top1, Some(0.5));
+    assert_eq!((summary.knn_top1, summary.knn_epochs, summary.epochs), (Some(0.5), Some(2), 2));
     let expected = [
         "fit 2/2 x3",
         "epoch 0 from 0",

@@ -213,11 +213,23 @@ pub fn pretrain(run: &RunConfig, resume: bool) -> Result<Option<TrainSummary>> {
         summary.epochs,
         summary.steps,
         summary.collapse,
-        summary.knn_top1.map(|a| format!(", kNN top-1 {:.2}%", 100.0 * a)).unwrap_or_default(),
+        knn_phrase(&summary),
         out.weights.display(),
         out.metrics.display()
     );
     Ok(Some(summary))
+}
+
+/// The summary line's kNN part; it names the epoch it was measured after when that is not
+/// the last one (`knn_every` skipped the last epochs, or a budget or signal stopped the run).
+fn knn_phrase(summary: &TrainSummary) -> String {
+    match (summary.knn_top1, summary.knn_epochs) {
+        (Some(a), Some(e)) if e != summary.epochs => {
+            format!(", kNN top-1 {:.2}% (after epoch {e})", 100.0 * a)
+        }
+        (Some(a), _) => format!(", kNN top-1 {:.2}%", 100.0 * a),
+        (None, _) => String::new(),
+    }
 }
 
 /// The progress bar's lines (the first step's estimate, one line per epoch) as plain lines on
@@ -267,4 +279,24 @@ fn draw_plot(out: &OutputPaths) -> Result<()> {
 #[cfg(not(feature = "figures"))]
 fn draw_plot(_: &OutputPaths) -> Result<()> {
     bail!("this simsiam was built without the `figures` feature")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_the_epoch_of_an_earlier_knn() {
+        let summary = |knn_top1, knn_epochs| TrainSummary {
+            epochs: 84,
+            steps: 32894,
+            last_loss: -0.8,
+            collapse: 0.002,
+            knn_top1,
+            knn_epochs,
+        };
+        assert_eq!(knn_phrase(&summary(Some(0.5145), Some(80))), ", kNN top-1 51.45% (after epoch 80)");
+        assert_eq!(knn_phrase(&summary(Some(0.5145), Some(84))), ", kNN top-1 51.45%");
+        assert_eq!(knn_phrase(&summary(None, None)), "");
+    }
 }

@@ -325,6 +325,7 @@ fn draw_panel(area: &Canvas<'_>, panel: &Panel<'_>, text: bool, scale: f64) -> R
             .y_label_area_size(px(70.0));
     }
     let mut chart = builder.build_cartesian_2d(x.0..x.1, y.0..y.1).map_err(drawing("a panel"))?;
+    let (x_tick, y_tick) = (|v: &f64| format_tick(snap_zero(*v, x)), |v: &f64| format_tick(snap_zero(*v, y)));
     let mut mesh = chart.configure_mesh();
     mesh.light_line_style(RGBColor(235, 235, 235)).bold_line_style(RGBColor(215, 215, 215));
     if text {
@@ -332,8 +333,8 @@ fn draw_panel(area: &Canvas<'_>, panel: &Panel<'_>, text: bool, scale: f64) -> R
             .y_desc(panel.y_desc)
             .label_style(("sans-serif", px(14.0)))
             .axis_desc_style(("sans-serif", px(15.0)))
-            .x_label_formatter(&|v| format_tick(*v))
-            .y_label_formatter(&|v| format_tick(*v));
+            .x_label_formatter(&x_tick)
+            .y_label_formatter(&y_tick);
     }
     mesh.draw().map_err(drawing("the axes"))?;
     let plot = chart.plotting_area();
@@ -395,6 +396,12 @@ fn draw_panel(area: &Canvas<'_>, panel: &Panel<'_>, text: bool, scale: f64) -> R
             .map_err(drawing("the legend"))?;
     }
     Ok(())
+}
+
+/// A tick that is zero but for rounding in the tick generator's steps (`-1.1e-16` on an axis
+/// from -0.85 to 0.04) as zero.
+fn snap_zero(v: f64, (lo, hi): (f64, f64)) -> f64 {
+    if v.abs() <= 1e-9 * (hi - lo).abs() { 0.0 } else { v }
 }
 
 /// A tick label short enough for the axis: `0.06`, `1.2e-4`, `-0.9`.
@@ -482,5 +489,7 @@ mod tests {
         assert_eq!(format_tick(0.0), "0");
         assert_eq!(format_tick(-0.9), "-0.9");
         assert_eq!(format_tick(0.00012), "1.2e-4");
+        assert_eq!(format_tick(snap_zero(-1.1e-16, (-0.85, 0.04))), "0");
+        assert_eq!(format_tick(snap_zero(1.2e-4, (0.0, 2e-4))), "1.2e-4");
     }
 }

@@ -188,20 +188,24 @@ pub fn minutes_table(marks: &[f64], sides: &[Side]) -> String {
     table(&header, &right, &rows)
 }
 
-/// kNN after each epoch both sides completed, with the training minutes it took.
+/// kNN after each epoch that every run of both sides evaluated (every epoch, or every
+/// `knn_every`-th), with the training minutes it took.
 pub fn epochs_table(sides: &[Side]) -> String {
-    let completed = |side: &Side| -> usize {
-        side.runs.iter().map(|c| c.epochs.iter().filter(|p| p.knn_top1.is_some()).count()).min().unwrap_or(0)
-    };
-    let epochs = sides.iter().map(completed).min().unwrap_or(0);
-    let heads: Vec<String> = (1..=epochs).map(|e| e.to_string()).collect();
+    let runs = || sides.iter().flat_map(|side| side.runs.iter());
+    let epochs: Vec<usize> = runs()
+        .next()
+        .map(|first| first.epochs.iter().filter(|p| p.knn_top1.is_some()).map(|p| p.epoch + 1).collect())
+        .unwrap_or_default();
+    let epochs: Vec<usize> =
+        epochs.into_iter().filter(|&e| runs().all(|c| c.at_epoch(e).is_some())).collect();
+    let heads: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
     let mut header = vec!["epochs"];
     header.extend(heads.iter().map(String::as_str));
     let rows: Vec<Vec<String>> = sides
         .iter()
         .map(|side| {
             let mut row = vec![format!("{} kNN (minutes)", side.name)];
-            for e in 1..=epochs {
+            for &e in &epochs {
                 let points: Vec<&Point> = side.runs.iter().filter_map(|c| c.at_epoch(e)).collect();
                 let values: Vec<f64> = points.iter().filter_map(|p| p.knn_top1).collect();
                 let minutes = mean(&points.iter().map(|p| p.train_seconds / 60.0).collect::<Vec<_>>());
@@ -274,6 +278,33 @@ mod tests {
         assert!((c.images_per_s().expect("rate") - 7808.0 / 120.1).abs() < 1e-9);
         assert!(Curve::parse("{\"event\":\"knn_mark\",\"minute\":1}\n").is_err());
         assert!(Curve::parse("oops\n").is_err());
+        Ok(())
+    }
+
+    /// Epoch-clock lines for epochs `0..n` (0-based), with kNN after every `every`-th.
+    fn every(n: usize, every: usize) -> String {
+        (0..n)
+            .map(|e| {
+                let knn = if (e + 1) % every == 0 { format!(",\"knn_top1\":0.{}", 30 + e) } else { String::new() };
+                let (step, secs) = (10 * (e + 1), 6.0 * (e + 1) as f64);
+                format!(
+                    "{{\"event\":\"epoch_clock\",\"epoch\":{e},\"step\":{step},\"images\":{},\"train_seconds\":{secs}{knn}}}\n",
+                    step * 128
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_epochs_table_has_the_epochs_both_sides_evaluated() -> Result<()> {
+        // kNN every 5 epochs; ours got through 12 epochs, PyTorch through 7.
+        let (ours, torch) = ([Curve::parse(&every(12, 5))?], [Curve::parse(&every(7, 5))?]);
+        let sides =
+            [Side { name: "simsiam-rs", runs: &ours }, Side { name: "PyTorch + Lightly", runs: &torch }];
+        let table = epochs_table(&sides);
+        assert!(table.starts_with("| epochs | 5 |\n"), "{table}");
+        assert!(table.contains("| simsiam-rs kNN (minutes) | 34.00% (0.5) |"), "{table}");
+        assert!(table.contains("| PyTorch + Lightly kNN (minutes) | 34.00% (0.5) |"), "{table}");
         Ok(())
     }
 
