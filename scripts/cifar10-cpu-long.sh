@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The long CPU run of docs/training.md ("The cifar10-cpu preset for three hours"): the
+# The long CPU run of the `cifar10-cpu` preset for docs/training.md: the
 # `cifar10-cpu` preset as shipped (200 epochs), capped at 180 minutes of training clock, with
-# kNN at minute marks and every 5 epochs and the online linear probe every epoch; then both
-# linear evaluations of the final backbone and the run's plot.
+# kNN at minute marks and every 5 epochs and the online linear probe every epoch (`pretrain`
+# draws the run's plot.png with the curves); then both linear evaluations of the final backbone.
 #
 # Run it again after a kill (or in a later session): it resumes from the newest checkpoint,
 # with the clock and the marks already passed kept, and skips the steps that are done.
@@ -32,4 +32,3 @@ for protocol in fast paper; do
     "$BIN" eval linear --checkpoint "$newest" --protocol "$protocol" --set "data.path=$DATA" 2>&1 | tee "$log"
   fi
 done
-"$BIN" plot --metrics "$OUT/metrics.jsonl" --out "$OUT/plot.png"
