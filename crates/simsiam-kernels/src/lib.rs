@@ -10,6 +10,8 @@
 //!   evaluation mode (running statistics, the residual, the ReLU) in one pass on the CPU.
 //! - [`max_pool2d`]: PyTorch's `MaxPool2d` with padding and overlapping windows (candle's has
 //!   neither), forward and backward.
+//! - [`sgd_step`]: one `torch.optim.SGD` update of a parameter and its momentum buffer in
+//!   place, in two parallel passes.
 //! - [`KernelOptions`]: the program's choices (vector level, Winograd, candle's stock ops
 //!   instead), installed once with [`set_kernel_options`]; this crate reads no environment.
 //! - [`keep_freed_memory`]: glibc `malloc` settings that let a training loop reuse its freed
@@ -32,6 +34,7 @@ pub mod cuda;
 mod gemm;
 mod max_pool;
 mod options;
+mod sgd_step;
 mod sgemm;
 #[cfg(test)]
 mod testing;
@@ -44,6 +47,7 @@ pub use candle_threads::park_idle_candle_threads;
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
 pub use max_pool::{MaxPool2dConfig, max_pool2d};
 pub use options::{Isa, KernelOptions, Winograd, kernel_options, set_kernel_options};
+pub use sgd_step::{SgdStep, sgd_step};
 
 use candle::backend::BackendStorage;
 use candle::{CpuStorage, DType, Layout, Result, Tensor, WithDType};

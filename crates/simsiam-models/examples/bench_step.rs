@@ -18,7 +18,7 @@ use candle::{Device, Result, Tensor};
 use candle_nn::VarMap;
 use simsiam_loss::{NegativeCosineSimilarity, symmetric_loss};
 use simsiam_models::kernels::{
-    Isa, KernelOptions, keep_freed_memory, park_idle_candle_threads, set_kernel_options,
+    Isa, KernelOptions, SgdStep, keep_freed_memory, park_idle_candle_threads, set_kernel_options, sgd_step,
 };
 use simsiam_models::{Precision, ResNet, SimSiam};
 
@@ -58,10 +58,12 @@ fn step(model: &SimSiam<ResNet>, varmap: &VarMap, x0: &Tensor, x1: &Tensor, lr: 
     let t1 = Instant::now();
     let grads = loss.backward()?;
     let t2 = Instant::now();
+    let plain = SgdStep { lr, momentum: 0.0, weight_decay: 0.0, nesterov: false };
     let vars = varmap.data().lock().expect("varmap lock");
     for (_, var) in vars.iter().filter(|(n, _)| !n.contains("running_")) {
         if let Some(g) = grads.get(var.as_tensor()) {
-            var.set(&(var.as_detached_tensor() - (g * lr)?)?)?;
+            // In place, as `w.sub_(w.grad, alpha=lr)` (candle's ops with SIMSIAM_STOCK_KERNELS=1).
+            sgd_step(var, g, None, plain)?;
         }
     }
     drop(vars);

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use candle::backprop::GradStore;
 use candle::{Tensor, Var};
+use simsiam_models::kernels::{SgdStep, sgd_step};
 
 use crate::{Result, TrainError};
 
@@ -101,30 +102,17 @@ impl Sgd {
         }
     }
 
-    /// One update from `grads`.
+    /// One update from `grads`, each parameter in place ([`sgd_step`]: two passes on the CPU).
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         let SgdConfig { momentum, nesterov, .. } = self.config;
         for (group, decay) in self.groups.iter().zip(&self.group_decay) {
             let weight_decay = decay.unwrap_or(self.config.weight_decay);
+            let step = SgdStep { lr: group.lr, momentum, weight_decay, nesterov };
             for (name, var) in &group.params {
                 let Some(grad) = grads.get(var.as_tensor()) else { continue };
-                // Detached: an update computed from the variable itself would record candle
-                // ops, and each momentum buffer would then keep every earlier one alive (the
-                // whole history, a copy of the parameters per step).
-                let (w, grad) = (var.as_tensor().detach(), grad.detach());
-                let d = if weight_decay != 0.0 { (&grad + (&w * weight_decay)?)? } else { grad };
-                let update = if momentum != 0.0 {
-                    let buf = match self.momentum.get(name) {
-                        Some(buf) => ((buf * momentum)? + &d)?,
-                        None => d.clone(),
-                    };
-                    let update = if nesterov { (&d + (&buf * momentum)?)? } else { buf.clone() };
+                if let Some(buf) = sgd_step(var, grad, self.momentum.get(name), step)? {
                     self.momentum.insert(name.clone(), buf);
-                    update
-                } else {
-                    d
-                };
-                var.set(&(&w - (update * group.lr)?)?)?;
+                }
             }
         }
         Ok(())
