@@ -856,6 +856,29 @@ mod tests {
     }
 
     #[test]
+    fn narrow_weight_gradients_sum_the_threads_parts_everywhere() -> Result<()> {
+        // 72 columns of `dw`, fewer than 128 per thread: the threads split the batch, and
+        // their partial sums (256 x 72, more than one chunk of the parallel sum) are added.
+        let params = Conv2dParams { stride: 1, padding: 1 };
+        let (xs, ws) = ([16, 8, 8, 8], [256, 8, 3, 3]);
+        let x = randn(&xs, DType::F32)?;
+        let dy = randn(conv2d(&x, &randn(&ws, DType::F32)?, params)?.dims(), DType::F32)?;
+        let grad = |threads: usize| -> Result<Vec<f32>> {
+            let pool =
+                rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(candle::Error::wrap)?;
+            pool.install(|| conv2d_weight_grad(&x, &dy, params, (3, 3))?.flatten_all()?.to_vec1())
+        };
+        let one = grad(1)?;
+        for threads in [2, 3] {
+            let many = grad(threads)?;
+            let worst =
+                one.iter().zip(&many).map(|(a, b)| (a - b).abs() / a.abs().max(1.0)).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{threads} threads: off by {worst}");
+        }
+        Ok(())
+    }
+
+    #[test]
     fn an_empty_batch_has_zero_weight_gradients() -> Result<()> {
         for dtype in [DType::F32, DType::F64] {
             // Narrow (the threads would split the batch) and wide (they split columns).

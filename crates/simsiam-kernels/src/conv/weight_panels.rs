@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::Geometry;
 use super::panels::pad_planes;
+use crate::buffer::zeroed;
 use crate::sgemm::{self, MR, NR, OutMap, PackA, PackB, pack_panel_rows};
 
 /// Fewer columns of `dw` per thread than this, and the threads split the batch instead: each
@@ -17,14 +18,18 @@ use crate::sgemm::{self, MR, NR, OutMap, PackA, PackB, pack_panel_rows};
 /// `dw` is narrow (a network's first layer, 1x1 convolutions).
 const MIN_COLUMNS_PER_THREAD: usize = 128;
 
+/// Elements of `dw` per task where the threads add up their partial sums.
+const SUM_CHUNK: usize = 1 << 14;
+
 /// `dw: [co, ci, kh, kw] = Σ over the batch of dy ⋆ x`, on all threads.
 pub(super) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry, dw: &mut [f32]) {
     let (hp, wp) = (g.h + 2 * g.p, g.w + 2 * g.p);
-    let mut buf = Vec::new();
+    let mut buf: Vec<f32>;
     let xpad = if g.p == 0 {
         &x[..g.n * g.in_sample()]
     } else {
-        buf.resize(g.n * g.ci * hp * wp, 0.0);
+        // Zeroed by the threads too: a serial fill of the whole padded batch stalled the other.
+        buf = zeroed(g.n * g.ci * hp * wp, 0.0);
         buf.par_chunks_mut(g.ci * hp * wp)
             .zip(x.par_chunks(g.in_sample()))
             .for_each(|(dst, src)| pad_planes(src, g, dst));
@@ -59,17 +64,18 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry, dw: &mut [f32]) {
                 (col0, out)
             })
             .collect();
-        for (col0, part) in parts {
-            let cols = part.len() / g.co;
-            for (row, src) in dw.chunks_exact_mut(k).zip(part.chunks_exact(cols)) {
-                row[col0..col0 + cols].copy_from_slice(src);
+        // Assembled row by row on all threads (`dw` is the size of the layer's weights).
+        dw.par_chunks_exact_mut(k).enumerate().for_each(|(row, dst)| {
+            for (col0, part) in &parts {
+                let cols = part.len() / g.co;
+                dst[*col0..col0 + cols].copy_from_slice(&part[row * cols..][..cols]);
             }
-        }
+        });
     } else {
         // One partial `dw` per thread over its share of the batch, summed in order.
         // Multiples of 8, so that the eight-row packing stays aligned to output rows.
         let per = depth.div_ceil(threads).next_multiple_of(8);
-        let mut parts: Vec<Vec<f32>> = (0..depth)
+        let parts: Vec<Vec<f32>> = (0..depth)
             .into_par_iter()
             .step_by(per)
             .map(|r0| {
@@ -78,12 +84,17 @@ pub(super) fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry, dw: &mut [f32]) {
                 out
             })
             .collect();
-        dw.copy_from_slice(&parts.swap_remove(0));
-        for part in parts {
-            for (d, v) in dw.iter_mut().zip(part) {
-                *d += v;
+        // Summed in the threads' order for every element (the same bits for any split of
+        // `dw`), on all threads.
+        dw.par_chunks_mut(SUM_CHUNK).enumerate().for_each(|(i, dst)| {
+            let at = i * SUM_CHUNK;
+            dst.copy_from_slice(&parts[0][at..at + dst.len()]);
+            for part in &parts[1..] {
+                for (d, v) in dst.iter_mut().zip(&part[at..]) {
+                    *d += v;
+                }
             }
-        }
+        });
     }
 }
 
