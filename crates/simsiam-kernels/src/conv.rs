@@ -360,18 +360,19 @@ fn forward<T: Float>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
 }
 
 /// `w: [co, ci, kh, kw]` as `[ci, co, kh, kw]`, each kernel rotated by 180 degrees.
+///
+/// On all threads: this is a pass over the layer's weights on every backward step.
 fn flip_transpose<T: Float>(w: &[T], g: &Geometry) -> Vec<T> {
     let kk = g.kh * g.kw;
-    let mut out = vec![T::zero(); w.len()];
-    for o in 0..g.co {
-        for c in 0..g.ci {
+    let mut out = zeroed(g.co * g.ci * kk, T::zero());
+    out.par_chunks_mut(g.co * kk).enumerate().for_each(|(c, dst)| {
+        for (o, dst) in dst.chunks_exact_mut(kk).enumerate() {
             let src = &w[(o * g.ci + c) * kk..][..kk];
-            let dst = &mut out[(c * g.co + o) * kk..][..kk];
             for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
                 *d = v;
             }
         }
-    }
+    });
     out
 }
 

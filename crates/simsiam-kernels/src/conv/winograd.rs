@@ -291,14 +291,7 @@ fn convolve(x: &[f32], u: &[f32], g: &Geometry) -> Vec<f32> {
 /// The input gradient: `dy: [n, co, h, w]` convolved with the flipped filter transposed to
 /// `[ci, co, 3, 3]`.
 pub(super) fn input_grad(dy: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
-    let mut flipped = vec![0.0; w.len()];
-    for o in 0..g.co {
-        for c in 0..g.ci {
-            for k in 0..9 {
-                flipped[(c * g.co + o) * 9 + 8 - k] = w[(o * g.ci + c) * 9 + k];
-            }
-        }
-    }
+    let flipped = super::flip_transpose(w, g);
     let u = transform_filter(&flipped, g.ci, g.co);
     let swapped = Geometry { ci: g.co, co: g.ci, ..*g };
     convolve(dy, &u, &swapped)
