@@ -311,6 +311,35 @@ fn span(values: impl Iterator<Item = f64>, keep: Option<(f64, f64)>) -> (f64, f6
     (lo - pad, hi + pad)
 }
 
+/// The corner for a panel's legend where it hides the fewest points: a rising accuracy curve
+/// ends in the upper right, where the legend used to cover its last epochs.
+fn legend_corner<'p>(
+    points: impl Iterator<Item = &'p (f64, f64)>,
+    x: (f64, f64),
+    y: (f64, f64),
+) -> SeriesLabelPosition {
+    // Fractions of the axes the legend box takes, about, at the default size.
+    let (wide, high) = (0.4, 0.3);
+    let (mut hidden, corners) = ([0usize; 4], [(true, true), (true, false), (false, true), (false, false)]);
+    for &(px, py) in points {
+        let (fx, fy) = ((px - x.0) / (x.1 - x.0), (py - y.0) / (y.1 - y.0));
+        for (n, &(right, upper)) in hidden.iter_mut().zip(&corners) {
+            let in_x = if right { fx >= 1.0 - wide } else { fx <= wide };
+            let in_y = if upper { fy >= 1.0 - high } else { fy <= high };
+            *n += usize::from(in_x && in_y);
+        }
+    }
+    // The first corner with the fewest: upper right when there is a tie.
+    let best = (0..4).min_by_key(|&i| hidden[i]).unwrap_or(0);
+    [
+        SeriesLabelPosition::UpperRight,
+        SeriesLabelPosition::LowerRight,
+        SeriesLabelPosition::UpperLeft,
+        SeriesLabelPosition::LowerLeft,
+    ][best]
+        .clone()
+}
+
 fn draw_panel(area: &Canvas<'_>, panel: &Panel<'_>, text: bool, scale: f64) -> Result<()> {
     let px = |v: f64| (v * scale).round().max(1.0) as u32;
     let all = || panel.line.iter().chain(&panel.dots).chain(panel.extra.iter().flat_map(|s| &s.points));
@@ -391,7 +420,7 @@ fn draw_panel(area: &Canvas<'_>, panel: &Panel<'_>, text: bool, scale: f64) -> R
             .label_font(("sans-serif", px(14.0)))
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend_corner(all(), x, y))
             .draw()
             .map_err(drawing("the legend"))?;
     }
@@ -419,6 +448,18 @@ fn format_tick(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legend_goes_where_it_hides_the_fewest_points() {
+        let rising: Vec<(f64, f64)> = (0..=100).map(|i| (i as f64, 20.0 + 0.35 * i as f64)).collect();
+        let falling: Vec<(f64, f64)> = rising.iter().map(|&(x, y)| (x, 75.0 - y)).collect();
+        let (x, y) = ((0.0, 100.0), (20.0, 55.0));
+        let corner = |p: &[(f64, f64)], y| format!("{:?}", legend_corner(p.iter(), x, y));
+        // A rising curve ends in the upper right: the legend goes to the lower right.
+        assert_eq!(corner(&rising, y), format!("{:?}", SeriesLabelPosition::LowerRight));
+        // A falling one (a loss) leaves the upper right free.
+        assert_eq!(corner(&falling, y), format!("{:?}", SeriesLabelPosition::UpperRight));
+    }
 
     #[test]
     fn records_parse_and_resumed_runs_supersede() -> Result<()> {
