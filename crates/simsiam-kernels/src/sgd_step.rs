@@ -149,6 +149,25 @@ fn same_lengths(op: &str, dst: usize, srcs: &[usize]) -> Result<()> {
     }
 }
 
+/// `f(dst, a, b)` for every element, on all threads, after the layout and length checks.
+fn update3(
+    op: &str,
+    (dst, dl): (&mut CpuStorage, &Layout),
+    (a, al): (&CpuStorage, &Layout),
+    (b, bl): (&CpuStorage, &Layout),
+    f: impl Fn(&mut f32, f32, f32) + Sync,
+) -> Result<()> {
+    let dst = elements_mut(op, dst, dl)?;
+    let (a, b) = (elements(op, a, al)?, elements(op, b, bl)?);
+    same_lengths(op, dst.len(), &[a.len(), b.len()])?;
+    dst.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(d, (a, b))| {
+        for ((d, &a), &b) in d.iter_mut().zip(a).zip(b) {
+            f(d, a, b);
+        }
+    });
+    Ok(())
+}
+
 /// `w = w - (x + w * wd) * lr`, in place on `w`.
 struct Descend {
     lr: f32,
@@ -194,16 +213,10 @@ impl InplaceOp3 for DescendNesterov {
         b: &CpuStorage,
         bl: &Layout,
     ) -> Result<()> {
-        let w = elements_mut(self.name(), w, wl)?;
-        let (g, b) = (elements(self.name(), g, gl)?, elements(self.name(), b, bl)?);
-        same_lengths(self.name(), w.len(), &[g.len(), b.len()])?;
         let Self { lr, wd, m } = *self;
-        w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(w, (g, b))| {
-            for ((w, &g), &b) in w.iter_mut().zip(g).zip(b) {
-                *w -= scaled(decayed(g, *w, wd) + scaled(b, m), lr);
-            }
-        });
-        Ok(())
+        update3(self.name(), (w, wl), (g, gl), (b, bl), |w, g, b| {
+            *w -= scaled(decayed(g, *w, wd) + scaled(b, m), lr)
+        })
     }
 }
 
@@ -227,16 +240,8 @@ impl InplaceOp3 for Accumulate {
         w: &CpuStorage,
         wl: &Layout,
     ) -> Result<()> {
-        let b = elements_mut(self.name(), b, bl)?;
-        let (g, w) = (elements(self.name(), g, gl)?, elements(self.name(), w, wl)?);
-        same_lengths(self.name(), b.len(), &[g.len(), w.len()])?;
         let Self { m, wd } = *self;
-        b.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(w.par_chunks(CHUNK))).for_each(|(b, (g, w))| {
-            for ((b, &g), &w) in b.iter_mut().zip(g).zip(w) {
-                *b = scaled(*b, m) + decayed(g, w, wd);
-            }
-        });
-        Ok(())
+        update3(self.name(), (b, bl), (g, gl), (w, wl), |b, g, w| *b = scaled(*b, m) + decayed(g, w, wd))
     }
 }
 
@@ -248,18 +253,11 @@ mod tests {
 
     /// Deterministic values of both signs, with zeros, spanning a few decades.
     fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|i| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                if i % 11 == 0 {
-                    0.0
-                } else {
-                    (state as f32 / u32::MAX as f32 - 0.5) * 10f32.powi((i % 5) as i32 - 2)
-                }
-            })
+        let uniform = crate::testing::values(len, seed.into());
+        uniform
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| if i % 11 == 0 { 0.0 } else { v * 10f32.powi((i % 5) as i32 - 2) })
             .collect()
     }
 
