@@ -30,7 +30,8 @@ pub const USAGE: &str = "\
                      --minutes N [--marks 15,30,45,60 (default: quarters of N)]
                      [--epochs E: the schedule's length] [--seeds 0,1,2] (--epochs without
                      --minutes: equal epochs, the final kNN of each seed) [--recipe training-md|PRESET]
-                     [--set section.key=value]... [--threads 1] [--data data/cifar10]
+                     [--set section.key=value]... [--threads 1] [--torch-threads N
+                     (default: --threads; each side at its fastest)] [--data data/cifar10]
                      [--python PATH] [--features LIST] [--out DIR] [--profile release|dev]
 ";
 
@@ -61,7 +62,11 @@ pub struct Options {
     /// `training-md` or a preset name.
     pub recipe: String,
     pub sets: Vec<String>,
+    /// Our side's threads (`RAYON_NUM_THREADS`).
     pub threads: usize,
+    /// PyTorch's threads (`torch.set_num_threads`); `None` is `threads`. On a 2-core machine
+    /// PyTorch with its two loader processes trains fastest at one thread, ours at two.
+    pub torch_threads: Option<usize>,
     pub data: PathBuf,
     pub python: Option<PathBuf>,
     pub features: Option<String>,
@@ -83,6 +88,7 @@ impl Options {
             recipe: "training-md".into(),
             sets: Vec::new(),
             threads: 1,
+            torch_threads: None,
             data: PathBuf::from("data/cifar10"),
             python: None,
             features,
@@ -102,6 +108,7 @@ impl Options {
                 "--recipe" => o.recipe = value.clone(),
                 "--set" => o.sets.push(value.clone()),
                 "--threads" => o.threads = parse_one(flag, value)?,
+                "--torch-threads" => o.torch_threads = Some(parse_one(flag, value)?),
                 "--data" => o.data = PathBuf::from(value),
                 "--python" => o.python = Some(PathBuf::from(value)),
                 "--out" => o.out = PathBuf::from(value),
@@ -130,8 +137,10 @@ impl Options {
         if o.marks.iter().any(|m| !(*m >= 0.0 && m.is_finite())) {
             bail!("bench quality: --marks must be minutes, zero or positive");
         }
-        if o.threads == 0 || o.seeds.is_empty() {
-            bail!("bench quality: --threads must be at least 1 and --seeds name one seed at least");
+        if o.threads == 0 || o.torch_threads == Some(0) || o.seeds.is_empty() {
+            bail!(
+                "bench quality: --threads and --torch-threads must be at least 1 and --seeds name one seed at least"
+            );
         }
         if !matches!(o.profile.as_str(), "release" | "dev") {
             bail!("bench quality: --profile is release or dev, got `{}`", o.profile);
@@ -140,6 +149,10 @@ impl Options {
     }
 
     /// The file name's stem: `quality-60min`, `quality-5epochs-3seeds`.
+    fn torch_threads(&self) -> usize {
+        self.torch_threads.unwrap_or(self.threads)
+    }
+
     fn stem(&self) -> String {
         let seeds = if self.seeds.len() > 1 { format!("-{}seeds", self.seeds.len()) } else { String::new() };
         match (self.minutes, self.epochs) {
@@ -180,6 +193,15 @@ impl Options {
 
 /// Our kernels' vector level on this CPU, as `simsiam_kernels::Isa::active` picks it: the
 /// widest of avx512 (AVX-512F with AVX2 and FMA), avx2 and portable, capped by `SIMSIAM_ISA`.
+/// The report's words for each side's threads.
+fn threads_note(ours: usize, torch: usize) -> String {
+    if ours == torch {
+        format!("{ours} thread(s) each (RAYON_NUM_THREADS, torch.set_num_threads)")
+    } else {
+        format!("ours at {ours} thread(s) (RAYON_NUM_THREADS), PyTorch at {torch} (torch.set_num_threads)")
+    }
+}
+
 fn our_isa(cpuinfo: &str, cap: Option<&str>) -> String {
     let flags = report::vector_flags(cpuinfo);
     let has = |f: &str| flags.contains(&f);
@@ -254,6 +276,7 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&work).with_context(|| format!("could not create {}", work.display()))?;
     let script = project_root().join("tools/bench/quality_torch_lightly.py");
     let threads = o.threads.to_string();
+    let torch_threads = o.torch_threads().to_string();
     let load_before = loadavg();
     let (mut ours, mut torch) = (Vec::new(), Vec::new());
     let mut config_text = String::new();
@@ -278,7 +301,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 "--data".into(),
                 o.data.display().to_string(),
             ])
-            .args(["--out".into(), out.display().to_string(), "--threads".into(), threads.clone()]);
+            .args(["--out".into(), out.display().to_string(), "--threads".into(), torch_threads.clone()]);
         if let Some(m) = o.minutes {
             cmd = cmd.args(["--minutes".into(), m.to_string()]);
         }
@@ -342,11 +365,10 @@ pub fn run(args: &[String]) -> Result<()> {
         reference: Ok(python.describe()),
         notes: [
             format!(
-                "recipe `{}`{}, {} thread(s) each (RAYON_NUM_THREADS, torch.set_num_threads), seeds {:?}; \
-                 the PyTorch side reads our run's config.toml",
+                "recipe `{}`{}, {}, seeds {:?}; the PyTorch side reads our run's config.toml",
                 o.recipe,
                 if o.sets.is_empty() { String::new() } else { format!(" with {}", o.sets.join(" ")) },
-                o.threads,
+                threads_note(o.threads, o.torch_threads()),
                 o.seeds
             ),
             format!(
@@ -375,6 +397,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "isa": { "ours": isa, "torch": versions["cpu_capability"] },
         "python": { "path": python.path, "torch": python.torch, "torchvision": python.torchvision, "lightly": python.lightly },
         "threads": o.threads,
+        "torch_threads": o.torch_threads(),
         "recipe": { "name": o.recipe, "sets": o.sets, "config_toml": config_text },
         "minutes": o.minutes, "marks": o.marks, "epochs": o.epochs, "seeds": o.seeds,
         "images_per_s": { "ours": rate(&ours), "torch": rate(&torch) },
@@ -431,6 +454,14 @@ mod tests {
             (Some("mkl"), Path::new("/tmp/x"), Some(Path::new("/py")))
         );
         assert_eq!(o.flags.last().map(String::as_str), Some("mkl"));
+        assert_eq!(o.torch_threads(), 2, "PyTorch follows --threads unless told");
+        let o = Options::parse(&args("--minutes 60 --threads 2 --torch-threads 1"))?;
+        assert_eq!((o.threads, o.torch_threads()), (2, 1));
+        assert_eq!(
+            threads_note(2, 1),
+            "ours at 2 thread(s) (RAYON_NUM_THREADS), PyTorch at 1 (torch.set_num_threads)"
+        );
+        assert!(threads_note(1, 1).starts_with("1 thread(s) each"));
         Ok(())
     }
 
@@ -468,7 +499,8 @@ mod tests {
             ("--epochs 0", "--epochs must be at least 1"),
             ("--minutes 5 --marks 1,x", "--marks: expected a comma-separated list"),
             ("--minutes 5 --marks -1", "--marks must be minutes"),
-            ("--minutes 5 --threads 0", "--threads must be at least 1"),
+            ("--minutes 5 --threads 0", "--threads and --torch-threads must be at least 1"),
+            ("--minutes 5 --torch-threads 0", "--threads and --torch-threads must be at least 1"),
             ("--minutes 5 --profile fast", "--profile is release or dev"),
             ("--minutes", "--minutes needs a value"),
             ("--minutes 5 --frobnicate 1", "unknown option `--frobnicate`"),
