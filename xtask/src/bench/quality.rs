@@ -33,6 +33,8 @@ pub const USAGE: &str = "\
                      [--set section.key=value]... [--threads 1] [--torch-threads N
                      (default: --threads; each side at its fastest)] [--data data/cifar10]
                      [--python PATH] [--features LIST] [--out DIR] [--profile release|dev]
+                     [--from target/bench/quality-...: no training, the report rebuilt from
+                     that run's files; give the run's other flags]
 ";
 
 /// The docs/training.md recipe: `lightly-example` with these overrides.
@@ -73,6 +75,8 @@ pub struct Options {
     pub out: PathBuf,
     /// `release` (default) or `dev`: which build of `simsiam` runs.
     pub profile: String,
+    /// A finished run's folder: no training, its report written again from its files.
+    pub from: Option<PathBuf>,
     /// The flags as given, for the command line in the report.
     pub flags: Vec<String>,
 }
@@ -94,6 +98,7 @@ impl Options {
             features,
             out: project_root().join("docs/bench"),
             profile: "release".into(),
+            from: None,
             flags: args.clone(),
         };
         let mut marks = None;
@@ -113,6 +118,7 @@ impl Options {
                 "--python" => o.python = Some(PathBuf::from(value)),
                 "--out" => o.out = PathBuf::from(value),
                 "--profile" => o.profile = value.clone(),
+                "--from" => o.from = Some(PathBuf::from(value)),
                 _ => bail!(
                     "bench quality: unknown option `{flag}`\n\nusage: cargo xtask bench quality ...\n{USAGE}"
                 ),
@@ -148,11 +154,11 @@ impl Options {
         Ok(o)
     }
 
-    /// The file name's stem: `quality-60min`, `quality-5epochs-3seeds`.
     fn torch_threads(&self) -> usize {
         self.torch_threads.unwrap_or(self.threads)
     }
 
+    /// The file name's stem: `quality-60min`, `quality-5epochs-3seeds`.
     fn stem(&self) -> String {
         let seeds = if self.seeds.len() > 1 { format!("-{}seeds", self.seeds.len()) } else { String::new() };
         match (self.minutes, self.epochs) {
@@ -191,8 +197,6 @@ impl Options {
     }
 }
 
-/// Our kernels' vector level on this CPU, as `simsiam_kernels::Isa::active` picks it: the
-/// widest of avx512 (AVX-512F with AVX2 and FMA), avx2 and portable, capped by `SIMSIAM_ISA`.
 /// The report's words for each side's threads.
 fn threads_note(ours: usize, torch: usize) -> String {
     if ours == torch {
@@ -202,6 +206,8 @@ fn threads_note(ours: usize, torch: usize) -> String {
     }
 }
 
+/// Our kernels' vector level on this CPU, as `simsiam_kernels::Isa::active` picks it: the
+/// widest of avx512 (AVX-512F with AVX2 and FMA), avx2 and portable, capped by `SIMSIAM_ISA`.
 fn our_isa(cpuinfo: &str, cap: Option<&str>) -> String {
     let flags = report::vector_flags(cpuinfo);
     let has = |f: &str| flags.contains(&f);
@@ -255,6 +261,65 @@ fn torch_versions(path: &Path) -> serde_json::Value {
 /// `cargo xtask bench quality ...`.
 pub fn run(args: &[String]) -> Result<()> {
     let o = Options::parse(args)?;
+    let runs = match &o.from {
+        Some(work) => Runs::read(&o, work)?,
+        None => train(&o)?,
+    };
+    report(&o, runs)
+}
+
+/// What the two sides' runs left, for the report.
+struct Runs {
+    /// Where the runs wrote their files.
+    work: PathBuf,
+    ours: Vec<Curve>,
+    torch: Vec<Curve>,
+    /// Our run's config.toml, which the PyTorch side read.
+    config_text: String,
+    /// The PyTorch script's `versions` line.
+    versions: serde_json::Value,
+    /// The Python that ran the reference, when this process ran it.
+    python: Option<Python>,
+    date: String,
+    load_before: Option<[f64; 3]>,
+    load_after: Option<[f64; 3]>,
+}
+
+impl Runs {
+    /// The files a finished run left in `work` (`--from`), read back without training.
+    fn read(o: &Options, work: &Path) -> Result<Runs> {
+        let (mut ours, mut torch) = (Vec::new(), Vec::new());
+        let mut versions = serde_json::Value::Null;
+        for &seed in &o.seeds {
+            ours.push(read_curve(&work.join(format!("ours-seed{seed}")).join("metrics.jsonl"))?);
+            let out = work.join(format!("torch-seed{seed}.jsonl"));
+            torch.push(read_curve(&out)?);
+            versions = torch_versions(&out);
+        }
+        let config = work.join(format!("ours-seed{}", o.seeds[0])).join("config.toml");
+        let config_text = std::fs::read_to_string(&config)
+            .with_context(|| format!("could not read {}", config.display()))?;
+        // The run began when our side wrote its config.
+        let began = std::fs::metadata(&config)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("no modification time for {}", config.display()))?;
+        let began = began.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Ok(Runs {
+            work: work.to_owned(),
+            ours,
+            torch,
+            config_text,
+            versions,
+            python: None,
+            date: report::utc(began).0,
+            load_before: None,
+            load_after: None,
+        })
+    }
+}
+
+/// Trains ours, then PyTorch + Lightly, once per seed.
+fn train(o: &Options) -> Result<Runs> {
     check_nvcc(o.features.as_deref())?;
     if !o.data.join("cifar-10-batches-bin").is_dir() {
         bail!(
@@ -269,7 +334,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("bench quality: no lightly in `{}` (pip install lightly)", python.path.display());
     }
     eprintln!("python: {}", python.describe());
-    let simsiam = build_simsiam(&o)?;
+    let simsiam = build_simsiam(o)?;
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (date, stamp) = report::utc(secs);
     let work = target_dir().join("bench").join(format!("{}-{stamp}", o.stem()));
@@ -313,13 +378,26 @@ pub fn run(args: &[String]) -> Result<()> {
         torch.push(read_curve(&out)?);
     }
     let load_after = loadavg();
+    Ok(Runs { work, ours, torch, config_text, versions, python: Some(python), date, load_before, load_after })
+}
+
+/// Writes the JSON, the Markdown and the figure of `runs` into `o.out` and prints the table.
+fn report(o: &Options, runs: Runs) -> Result<()> {
+    let Runs { work, ours, torch, config_text, versions, python, date, load_before, load_after } = runs;
     let mut notes = Vec::new();
+    if o.from.is_some() {
+        notes.push(format!(
+            "rebuilt from the run's files in `{}` (`--from`): the date is the run's start; the \
+             machine and git revision are this rebuild's, and the load is not known",
+            work.display()
+        ));
+    }
     if let Some(m) = o.minutes {
         for (name, runs) in [("ours", &ours), ("PyTorch", &torch)] {
             if runs.iter().any(|c| c.time_up.is_none()) {
                 let note = format!(
-                    "{name} finished its epochs before the {m}-minute budget: the later marks are missing \
-                     (raise --epochs to size the schedule to the budget)"
+                    "{name} finished its epochs before the {m}-minute budget: the marks after its schedule \
+                     ended show its final kNN (raise --epochs to size the schedule to the budget)"
                 );
                 eprintln!("warning: {note}");
                 notes.push(note);
@@ -362,7 +440,15 @@ pub fn run(args: &[String]) -> Result<()> {
         load_before,
         load_after,
         git: if dirty { format!("{rev} with local changes") } else { rev.clone() },
-        reference: Ok(python.describe()),
+        reference: Ok(match &python {
+            Some(python) => python.describe(),
+            None => format!(
+                "torch {}, torchvision {}, lightly {} (the run's `versions` line)",
+                versions["torch"].as_str().unwrap_or("unknown"),
+                versions["torchvision"].as_str().unwrap_or("unknown"),
+                versions["lightly"].as_str().unwrap_or("unknown")
+            ),
+        }),
         notes: [
             format!(
                 "recipe `{}`{}, {}, seeds {:?}; the PyTorch side reads our run's config.toml",
@@ -395,7 +481,13 @@ pub fn run(args: &[String]) -> Result<()> {
             "load_before": load_before, "load_after": load_after, "git_rev": rev, "git_dirty": dirty,
         },
         "isa": { "ours": isa, "torch": versions["cpu_capability"] },
-        "python": { "path": python.path, "torch": python.torch, "torchvision": python.torchvision, "lightly": python.lightly },
+        "python": match &python {
+            Some(p) => json!({ "path": p.path, "torch": p.torch, "torchvision": p.torchvision, "lightly": p.lightly }),
+            None => json!({
+                "path": null, "torch": versions["torch"], "torchvision": versions["torchvision"],
+                "lightly": versions["lightly"],
+            }),
+        },
         "threads": o.threads,
         "torch_threads": o.torch_threads(),
         "recipe": { "name": o.recipe, "sets": o.sets, "config_toml": config_text },
@@ -488,6 +580,59 @@ mod tests {
         let joined = o.pretrain_args(0, Path::new("/r")).join(" ");
         assert!(!joined.contains("model.width=16"), "{joined}");
         assert!(joined.contains("--set train.minutes=2 --set train.knn_at_minutes=[0, 1] --set train.knn_every=2 --preset cifar10-paper"), "{joined}");
+        Ok(())
+    }
+
+    /// A finished run's folder as `train` leaves it: our metrics and config, PyTorch's lines.
+    fn a_finished_run(work: &Path) -> Result<()> {
+        let ours = work.join("ours-seed0");
+        std::fs::create_dir_all(&ours)?;
+        std::fs::write(ours.join("config.toml"), "[train]\nepochs = 2\n")?;
+        let line = |who: &str, knn: f64| {
+            format!(
+                "{{\"event\":\"knn_mark\",\"minute\":1,\"epoch\":0,\"step\":9,\"images\":1152,\"train_seconds\":60,\"knn_top1\":{knn}}}\n\
+                 {{\"event\":\"time_up\",\"epoch\":0,\"step\":9,\"images\":1152,\"train_seconds\":60,\"who\":\"{who}\"}}\n"
+            )
+        };
+        std::fs::write(ours.join("metrics.jsonl"), line("ours", 0.31))?;
+        let versions = r#"{"event": "versions", "torch": "2.15.0", "lightly": "1.6.0", "torchvision": "0.29.2", "threads": 1, "cpu_capability": "AVX512"}"#;
+        std::fs::write(work.join("torch-seed0.jsonl"), format!("{versions}\n{}", line("torch", 0.27)))?;
+        Ok(())
+    }
+
+    #[test]
+    fn from_a_finished_run_rewrites_its_report_without_training() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("simsiam-quality-from-{}", std::process::id()));
+        let (work, out) = (dir.join("run"), dir.join("out"));
+        a_finished_run(&work)?;
+        let line = format!(
+            "--minutes 1 --marks 1 --data /nowhere --python /no/python --from {} --out {}",
+            work.display(),
+            out.display()
+        );
+        run(&args(&line))?;
+        let md = std::fs::read_to_string(out.join("quality-1min.md"))?;
+        assert!(
+            md.contains("| simsiam-rs | 31.00% |") && md.contains("| PyTorch + Lightly | 27.00% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("torch 2.15.0, torchvision 0.29.2, lightly 1.6.0 (the run's `versions` line)"),
+            "{md}"
+        );
+        assert!(md.contains("rebuilt from the run's files"), "{md}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("quality-1min.json"))?)?;
+        assert_eq!(
+            (json["python"]["torch"].as_str(), json["recipe"]["config_toml"].as_str()),
+            (Some("2.15.0"), Some("[train]\nepochs = 2\n"))
+        );
+        // A folder without the runs' files is an error that names the file.
+        let err =
+            run(&args(&format!("--minutes 1 --from {} --out {}", dir.join("none").display(), out.display())))
+                .expect_err("no files");
+        assert!(format!("{err:#}").contains("metrics.jsonl"), "{err:#}");
+        std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
 

@@ -99,6 +99,19 @@ impl Curve {
         self.marks.iter().find(|p| (p.minute - minute).abs() < 1e-9).and_then(|p| p.knn_top1)
     }
 
+    /// kNN at the mark `minute`, or, when the run's schedule ended before that mark (not the
+    /// budget: nothing trains after), its last epoch's kNN and the minute the schedule ended.
+    pub fn at_minute_or_done(&self, minute: f64) -> Option<(f64, Option<f64>)> {
+        if let Some(v) = self.at_minute(minute) {
+            return Some((v, None));
+        }
+        let last = self.epochs.last()?;
+        if self.time_up.is_some() || last.minute >= minute {
+            return None;
+        }
+        last.knn_top1.map(|v| (v, Some(last.minute)))
+    }
+
     /// kNN after `epochs` completed epochs, when the monitor ran then.
     pub fn at_epoch(&self, epochs: usize) -> Option<&Point> {
         self.epochs.iter().find(|p| p.epoch + 1 == epochs && p.knn_top1.is_some())
@@ -176,8 +189,15 @@ pub fn minutes_table(marks: &[f64], sides: &[Side]) -> String {
         .map(|side| {
             let mut row = vec![side.name.to_owned()];
             for &m in marks {
-                let values: Vec<f64> = side.runs.iter().filter_map(|c| c.at_minute(m)).collect();
-                row.push(mean_and_spread(&values));
+                let found: Vec<(f64, Option<f64>)> =
+                    side.runs.iter().filter_map(|c| c.at_minute_or_done(m)).collect();
+                let values: Vec<f64> = found.iter().map(|(v, _)| *v).collect();
+                let done: Vec<f64> = found.iter().filter_map(|(_, d)| *d).collect();
+                let mut cell = mean_and_spread(&values);
+                if let Some(last) = done.iter().copied().reduce(f64::max) {
+                    cell.push_str(&format!(" (schedule done at {last:.1} min)"));
+                }
+                row.push(cell);
             }
             let rates: Vec<f64> = side.runs.iter().filter_map(Curve::images_per_s).collect();
             row.push(mean(&rates).map_or("n/a".into(), |r| format!("{r:.1}")));
@@ -305,6 +325,33 @@ mod tests {
         assert!(table.starts_with("| epochs | 5 |\n"), "{table}");
         assert!(table.contains("| simsiam-rs kNN (minutes) | 34.00% (0.5) |"), "{table}");
         assert!(table.contains("| PyTorch + Lightly kNN (minutes) | 34.00% (0.5) |"), "{table}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_schedule_that_ended_before_a_mark_gives_its_final_knn_there() -> Result<()> {
+        // 10 epochs of 0.1 minutes, kNN every 5: done at minute 1.0 with 39%.
+        let done = Curve::parse(&every(10, 5))?;
+        assert_eq!(done.at_minute_or_done(1.5), Some((0.39, Some(1.0))));
+        assert_eq!(done.at_minute_or_done(0.5), None, "the schedule was still running then");
+        // The last epoch without kNN, or a budget that stopped the run: nothing to give.
+        assert_eq!(Curve::parse(&every(12, 5))?.at_minute_or_done(2.0), None);
+        let stopped = Curve::parse(OURS)?;
+        assert_eq!(
+            (stopped.at_minute_or_done(2.0), stopped.at_minute_or_done(3.0)),
+            (Some((0.35, None)), None)
+        );
+        let (ours, torch) = ([done], [stopped]);
+        let sides =
+            [Side { name: "simsiam-rs", runs: &ours }, Side { name: "PyTorch + Lightly", runs: &torch }];
+        let minutes = minutes_table(&[2.0, 3.0], &sides);
+        assert!(
+            minutes.contains(
+                "| simsiam-rs | 39.00% (schedule done at 1.0 min) | 39.00% (schedule done at 1.0 min) |"
+            ),
+            "{minutes}"
+        );
+        assert!(minutes.contains("| PyTorch + Lightly | 35.00% | n/a |"), "{minutes}");
         Ok(())
     }
 
