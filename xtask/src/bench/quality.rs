@@ -286,17 +286,21 @@ struct Runs {
 }
 
 impl Runs {
-    /// The files a finished run left in `work` (`--from`), read back without training.
+    /// The files a finished run left in `work` (`--from`, and after `train`), read back; the
+    /// date is the run's start, the Python and the load are not known from the files.
     fn read(o: &Options, work: &Path) -> Result<Runs> {
         let (mut ours, mut torch) = (Vec::new(), Vec::new());
         let mut versions = serde_json::Value::Null;
+        let mut last_seed = 0;
         for &seed in &o.seeds {
-            ours.push(read_curve(&work.join(format!("ours-seed{seed}")).join("metrics.jsonl"))?);
-            let out = work.join(format!("torch-seed{seed}.jsonl"));
+            ours.push(read_curve(&ours_dir(work, seed).join("metrics.jsonl"))?);
+            let out = torch_out(work, seed);
             torch.push(read_curve(&out)?);
             versions = torch_versions(&out);
+            last_seed = seed;
         }
-        let config = work.join(format!("ours-seed{}", o.seeds[0])).join("config.toml");
+        // The last seed's config, as the PyTorch side read it last.
+        let config = ours_dir(work, last_seed).join("config.toml");
         let config_text = std::fs::read_to_string(&config)
             .with_context(|| format!("could not read {}", config.display()))?;
         // The run began when our side wrote its config.
@@ -316,6 +320,16 @@ impl Runs {
             load_after: None,
         })
     }
+}
+
+/// Where our side of `seed` writes its run.
+fn ours_dir(work: &Path, seed: u64) -> PathBuf {
+    work.join(format!("ours-seed{seed}"))
+}
+
+/// Where the PyTorch side of `seed` writes its JSON lines.
+fn torch_out(work: &Path, seed: u64) -> PathBuf {
+    work.join(format!("torch-seed{seed}.jsonl"))
 }
 
 /// Trains ours, then PyTorch + Lightly, once per seed.
@@ -343,20 +357,15 @@ fn train(o: &Options) -> Result<Runs> {
     let threads = o.threads.to_string();
     let torch_threads = o.torch_threads().to_string();
     let load_before = loadavg();
-    let (mut ours, mut torch) = (Vec::new(), Vec::new());
-    let mut config_text = String::new();
-    let mut versions = serde_json::Value::Null;
     for &seed in &o.seeds {
-        let run_dir = work.join(format!("ours-seed{seed}"));
+        let run_dir = ours_dir(&work, seed);
         Cmd::new(&simsiam)
             .env("RAYON_NUM_THREADS", &threads)
             .args(o.pretrain_args(seed, &run_dir))
             .output()
             .context("our side failed")?;
-        ours.push(read_curve(&run_dir.join("metrics.jsonl"))?);
         let config = run_dir.join("config.toml");
-        config_text = std::fs::read_to_string(&config).unwrap_or_default();
-        let out = work.join(format!("torch-seed{seed}.jsonl"));
+        let out = torch_out(&work, seed);
         let marks: Vec<String> = o.marks.iter().map(|m| m.to_string()).collect();
         let mut cmd = Cmd::new(&python.path)
             .arg(script.display().to_string())
@@ -374,11 +383,9 @@ fn train(o: &Options) -> Result<Runs> {
             cmd = cmd.args(["--marks".into(), marks.join(",")]);
         }
         cmd.output().context("the PyTorch + Lightly side failed")?;
-        versions = torch_versions(&out);
-        torch.push(read_curve(&out)?);
     }
     let load_after = loadavg();
-    Ok(Runs { work, ours, torch, config_text, versions, python: Some(python), date, load_before, load_after })
+    Ok(Runs { python: Some(python), date, load_before, load_after, ..Runs::read(o, &work)? })
 }
 
 /// Writes the JSON, the Markdown and the figure of `runs` into `o.out` and prints the table.
