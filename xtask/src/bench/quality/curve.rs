@@ -105,11 +105,13 @@ impl Curve {
         if let Some(v) = self.at_minute(minute) {
             return Some((v, None));
         }
-        let last = self.epochs.last()?;
-        if self.time_up.is_some() || last.minute >= minute {
-            return None;
-        }
+        let last = self.schedule_end().filter(|p| p.minute < minute)?;
         last.knn_top1.map(|v| (v, Some(last.minute)))
+    }
+
+    /// The last epoch, when the run's schedule ended it rather than the budget.
+    pub fn schedule_end(&self) -> Option<&Point> {
+        self.epochs.last().filter(|_| self.time_up.is_none())
     }
 
     /// kNN after `epochs` completed epochs, when the monitor ran then.

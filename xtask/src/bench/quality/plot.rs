@@ -49,8 +49,7 @@ pub fn draw(path: &Path, title: &str, marks: &[f64], sides: &[Series]) -> Result
         let mut p: Vec<(f64, f64)> =
             c.marks.iter().filter_map(|m| Some((m.minute, 100.0 * m.knn_top1?))).collect();
         // A schedule that ended before the budget: the line goes on to where training ended.
-        let end = c.epochs.last().filter(|_| c.time_up.is_none());
-        if let Some(end) = end.and_then(|e| Some((e.minute, 100.0 * e.knn_top1?))) {
+        if let Some(end) = c.schedule_end().and_then(|e| Some((e.minute, 100.0 * e.knn_top1?))) {
             if p.iter().all(|q| q.0 < end.0) {
                 p.push(end);
             }
