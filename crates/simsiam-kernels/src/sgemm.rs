@@ -51,8 +51,12 @@ pub(crate) fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
+    let threads = threads.max(1);
+    if threads > 1 && n > m && n >= threads * 2 * NR {
+        return split_columns(c, c_rs, a, b, accumulate, threads);
+    }
     // Split rows into whole register tiles, one contiguous block of `c` per worker.
-    let per = m.div_ceil(threads.max(1)).div_ceil(MR) * MR;
+    let per = m.div_ceil(threads).div_ceil(MR) * MR;
     if per >= m {
         return single(c, c_rs, a, b, accumulate);
     }
@@ -62,6 +66,45 @@ pub(crate) fn sgemm(
         let a = MatRef { data: &a.data[i * per * a.rs..], rows, ..a };
         single(c, c_rs, a, b, accumulate);
     });
+}
+
+/// [`sgemm`] with the columns split over the workers, for products wider than tall (a batch
+/// of 64 samples against a layer's weights): splitting rows would have each worker pack all
+/// of `b`, the larger operand; this way each packs `a` and its share of `b`. Each worker
+/// computes its columns into a buffer of its own, copied into `c` afterwards (`m x n` values
+/// against the product's `2 m n k` operations); every value is summed as with rows split.
+fn split_columns(
+    c: &mut [f32],
+    c_rs: usize,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    accumulate: bool,
+    threads: usize,
+) {
+    let (m, n) = (a.rows, b.cols);
+    // Whole pairs of column panels, so the AVX-512 kernel covers each block.
+    let per = n.div_ceil(threads).div_ceil(2 * NR) * 2 * NR;
+    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(per))
+        .into_par_iter()
+        .map(|t| {
+            let (j0, cols) = (t * per, per.min(n - t * per));
+            let mut block = vec![0f32; m * cols];
+            if accumulate {
+                for (i, row) in block.chunks_exact_mut(cols).enumerate() {
+                    row.copy_from_slice(&c[i * c_rs + j0..][..cols]);
+                }
+            }
+            let b = MatRef { data: &b.data[j0 * b.cs..], cols, ..b };
+            single(&mut block, cols, a, b, accumulate);
+            (j0, block)
+        })
+        .collect();
+    for (j0, block) in blocks {
+        let cols = block.len() / m;
+        for (i, row) in block.chunks_exact(cols).enumerate() {
+            c[i * c_rs + j0..][..cols].copy_from_slice(row);
+        }
+    }
 }
 
 /// A left-hand operand that packs itself: a convolution's output gradient, `[m, co, pp]`,
@@ -236,14 +279,32 @@ fn blocked(
                     // through `out.at` value by value. Divisions once per column panel.
                     let (block, col) = (j / out.block_cols, j % out.block_cols);
                     let base = block * out.block_stride + col;
-                    // Two whole panels side by side in one block: one `MR x 2 NR` tile on
-                    // 16-lane registers, twice the FMAs in flight of one `MR x NR` tile.
-                    if avx512 && jr + 2 * NR <= nc && col + 2 * NR <= out.block_cols {
+                    // Two whole panels, each inside a block (the same one, or the second at the
+                    // start of the next: a 4x4 map's 16 columns): one `MR x 2 NR` tile on
+                    // 16-lane registers, twice the FMAs in flight of one `MR x NR` tile. The
+                    // second half lies `second` values after the first.
+                    let second = if col + 2 * NR <= out.block_cols {
+                        Some(NR)
+                    } else if col + NR == out.block_cols {
+                        Some(out.block_stride - col)
+                    } else {
+                        None
+                    };
+                    if let Some(second) = second.filter(|_| avx512 && jr + 2 * NR <= nc) {
                         let bp = &pb[jr * kc..(jr + 2 * NR) * kc];
-                        for ir in (0..mc).step_by(MR) {
+                        let mut ir = 0;
+                        while ir < mc {
+                            let c = &mut c[base + (ic + ir) * out.rs..];
+                            // Two whole row panels as well: a `2 MR x 2 NR` tile, 24 of the 32
+                            // registers accumulating, half the `B` loads per FMA.
+                            if ir + 2 * MR <= mc {
+                                quad_tile(kc, &pa[ir * kc..(ir + 2 * MR) * kc], bp, c, (out.rs, second), add);
+                                ir += 2 * MR;
+                                continue;
+                            }
                             let mr = MR.min(mc - ir);
-                            let ap = &pa[ir * kc..(ir + MR) * kc];
-                            pair_tile(kc, ap, bp, &mut c[base + (ic + ir) * out.rs..], out.rs, mr, add);
+                            pair_tile(kc, &pa[ir * kc..(ir + MR) * kc], bp, c, (out.rs, second), mr, add);
+                            ir += MR;
                         }
                         jr += 2 * NR;
                         continue;
@@ -453,23 +514,35 @@ fn portable_micro_kernel(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs:
     }
 }
 
-/// Two `MR x NR` tiles side by side, `c` holding `mr` rows of `2 NR` values at stride `c_rs`
-/// and `bp` the two panels one after the other: the AVX-512 pair kernel for whole tiles,
-/// [`tile`] twice for the last rows. Only called where `options::avx512()`.
-fn pair_tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, mr: usize, add: bool) {
+/// Two `MR x NR` tiles, `c` holding `mr` rows of `NR` values at stride `c_rs` from offset 0
+/// (the first tile) and from offset `second` (the second; `NR` for two side by side), and
+/// `bp` the two panels one after the other: the AVX-512 pair kernel for whole tiles, [`tile`]
+/// twice for the last rows. Only called where `options::avx512()`.
+fn pair_tile(
+    kc: usize,
+    ap: &[f32],
+    bp: &[f32],
+    c: &mut [f32],
+    (c_rs, second): (usize, usize),
+    mr: usize,
+    add: bool,
+) {
     assert!(ap.len() >= kc * MR && bp.len() >= 2 * kc * NR, "sgemm: packed panels too short");
-    assert!(mr <= MR && mr > 0 && c.len() >= (mr - 1) * c_rs + 2 * NR, "sgemm: pair tile");
+    assert!(mr <= MR && mr > 0 && second >= NR, "sgemm: pair tile");
+    assert!(c.len() >= second + (mr - 1) * c_rs + NR, "sgemm: pair tile");
     let (b0, b1) = bp.split_at(kc * NR);
     #[cfg(target_arch = "x86_64")]
     if mr == MR && crate::options::avx512() {
         // SAFETY: the CPU has AVX-512F, AVX2 and FMA (`options::avx512`); the panels hold `kc`
-        // steps each and `c` holds `MR` rows of `2 NR` values at stride `c_rs` (asserted).
+        // steps each and `c` holds `MR` rows of `NR` values at stride `c_rs` from 0 and from
+        // `second` (asserted); the caller's blocks keep the two tiles apart.
         unsafe {
-            x86::micro_kernel_avx512_pair(
+            let c = c.as_mut_ptr();
+            x86::micro_kernel_avx512_wide(
                 kc,
-                ap.as_ptr(),
+                [ap.as_ptr()],
                 [b0.as_ptr(), b1.as_ptr()],
-                c.as_mut_ptr(),
+                [c, c.add(second)],
                 c_rs,
                 add,
             );
@@ -477,7 +550,29 @@ fn pair_tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], c_rs: usize, mr: 
         return;
     }
     tile(kc, ap, b0, c, c_rs, mr, NR, add);
-    tile(kc, ap, b1, &mut c[NR..], c_rs, mr, NR, add);
+    tile(kc, ap, b1, &mut c[second..], c_rs, mr, NR, add);
+}
+
+/// Two whole `MR`-row panels (`ap`, one after the other) against two `NR`-column panels:
+/// the `2 MR x 2 NR` AVX-512 kernel, `c` as for [`pair_tile`] with `2 MR` rows. Only called
+/// where `options::avx512()`.
+fn quad_tile(kc: usize, ap: &[f32], bp: &[f32], c: &mut [f32], (c_rs, second): (usize, usize), add: bool) {
+    assert!(ap.len() >= 2 * kc * MR && bp.len() >= 2 * kc * NR, "sgemm: packed panels too short");
+    assert!(second >= NR && c.len() >= second + (2 * MR - 1) * c_rs + NR, "sgemm: quad tile");
+    let (a0, a1) = ap.split_at(kc * MR);
+    #[cfg(target_arch = "x86_64")]
+    if crate::options::avx512() {
+        let (b0, b1) = bp.split_at(kc * NR);
+        // SAFETY: as in `pair_tile`, with `2 MR` rows.
+        unsafe {
+            let c = c.as_mut_ptr();
+            let (a, b) = ([a0.as_ptr(), a1.as_ptr()], [b0.as_ptr(), b1.as_ptr()]);
+            x86::micro_kernel_avx512_wide(kc, a, b, [c, c.add(second)], c_rs, add);
+        }
+        return;
+    }
+    pair_tile(kc, a0, bp, c, (c_rs, second), MR, add);
+    pair_tile(kc, a1, bp, &mut c[MR * c_rs..], (c_rs, second), MR, add);
 }
 
 /// One `MR x NR` tile at `(i0, j0)` whose columns cross blocks of `out`.
@@ -679,69 +774,78 @@ pub(crate) mod x86 {
         }
     }
 
-    /// Two [`micro_kernel_avx512`] tiles at once, columns `0..NR` from panel `b[0]` and
-    /// `NR..2 NR` from panel `b[1]`: twelve accumulators, so the FMAs cover their latency;
-    /// every value summed as by the AVX2 kernel (the same bits).
+    /// [`micro_kernel_avx512`] on `P` row panels `a[q]` (rows `q MR..(q + 1) MR` of the
+    /// tile) and two column panels `b[h]`, whose `NR` columns go to `c_out[h]`: `12 P`
+    /// accumulators, so the FMAs cover their latency, and each pair of `B` loads feeds `12 P`
+    /// FMAs; every value summed as by the AVX2 kernel (the same bits).
     ///
     /// # Safety
-    /// The CPU has AVX-512F, AVX2 and FMA; `a` points to `kc * MR` floats, `b[0]` and `b[1]`
-    /// to `kc * NR` each, `c_out` to `MR` rows of `2 NR` writable floats at stride `c_rs`.
+    /// The CPU has AVX-512F, AVX2 and FMA; each `a[q]` points to `kc * MR` floats, `b[0]` and
+    /// `b[1]` to `kc * NR` each, `c_out[0]` and `c_out[1]` to `P MR` rows of `NR` writable
+    /// floats at stride `c_rs`, the two apart.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline(never)]
-    pub(super) unsafe fn micro_kernel_avx512_pair(
+    pub(super) unsafe fn micro_kernel_avx512_wide<const P: usize>(
         kc: usize,
-        a: *const f32,
+        a: [*const f32; P],
         b: [*const f32; 2],
-        c_out: *mut f32,
+        c_out: [*mut f32; 2],
         c_rs: usize,
         add: bool,
     ) {
-        for i in 0..MR {
-            // Prefetches never fault; the addresses are row `i` of the tile.
-            let row = c_out.wrapping_add(i * c_rs);
-            _mm_prefetch::<_MM_HINT_T0>(row.cast());
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(2 * NR - 1).cast());
+        for i in 0..P * MR {
+            for half in c_out {
+                // Prefetches never fault; the address is row `i` of a half of the tile.
+                _mm_prefetch::<_MM_HINT_T0>(half.wrapping_add(i * c_rs).cast());
+            }
         }
-        let mut c = [[_mm512_setzero_ps(); 2]; MR];
+        let mut c = [[[_mm512_setzero_ps(); 2]; MR]; P];
         let (mut a, [mut b0, mut b1]) = (a, b);
-        let step = |c: &mut [[__m512; 2]; MR], a: *const f32, b0: *const f32, b1: *const f32, p: usize| {
+        let step = |c: &mut [[[__m512; 2]; MR]; P],
+                    a: &[*const f32; P],
+                    b0: *const f32,
+                    b1: *const f32,
+                    p: usize| {
             // SAFETY: the caller keeps `p` steps inside the panels.
             unsafe {
                 let (v0, v1) = (_mm512_loadu_ps(b0.add(p * NR)), _mm512_loadu_ps(b1.add(p * NR)));
-                for (i, ci) in c.iter_mut().enumerate() {
-                    let ai = _mm512_set1_ps(*a.add(p * MR + i));
-                    ci[0] = _mm512_fmadd_ps(ai, v0, ci[0]);
-                    ci[1] = _mm512_fmadd_ps(ai, v1, ci[1]);
+                for (cq, aq) in c.iter_mut().zip(a) {
+                    for (i, ci) in cq.iter_mut().enumerate() {
+                        let ai = _mm512_set1_ps(*aq.add(p * MR + i));
+                        ci[0] = _mm512_fmadd_ps(ai, v0, ci[0]);
+                        ci[1] = _mm512_fmadd_ps(ai, v1, ci[1]);
+                    }
                 }
             }
         };
         for _ in 0..kc / 4 {
             for p in 0..4 {
-                step(&mut c, a, b0, b1, p);
+                step(&mut c, &a, b0, b1, p);
             }
             // SAFETY: four steps stay inside the panels (caller's contract).
             unsafe {
-                (a, b0, b1) = (a.add(4 * MR), b0.add(4 * NR), b1.add(4 * NR));
+                a = a.map(|aq| aq.add(4 * MR));
+                (b0, b1) = (b0.add(4 * NR), b1.add(4 * NR));
             }
         }
         for _ in 0..kc % 4 {
-            step(&mut c, a, b0, b1, 0);
+            step(&mut c, &a, b0, b1, 0);
             // SAFETY: as above, one step.
             unsafe {
-                (a, b0, b1) = (a.add(MR), b0.add(NR), b1.add(NR));
+                a = a.map(|aq| aq.add(MR));
+                (b0, b1) = (b0.add(NR), b1.add(NR));
             }
         }
-        for (i, ci) in c.iter().enumerate() {
-            // SAFETY: row `i` of `c_out` holds `2 NR` floats (caller's contract).
-            unsafe {
-                let row = c_out.add(i * c_rs);
-                let (mut lo, mut hi) = (ci[0], ci[1]);
-                if add {
-                    lo = _mm512_add_ps(lo, _mm512_loadu_ps(row));
-                    hi = _mm512_add_ps(hi, _mm512_loadu_ps(row.add(NR)));
+        for (q, cq) in c.iter().enumerate() {
+            for (i, ci) in cq.iter().enumerate() {
+                for (&sum, half) in ci.iter().zip(c_out) {
+                    // SAFETY: row `q MR + i` of each half holds `NR` floats (caller's contract).
+                    unsafe {
+                        let row = half.add((q * MR + i) * c_rs);
+                        let sum = if add { _mm512_add_ps(sum, _mm512_loadu_ps(row)) } else { sum };
+                        _mm512_storeu_ps(row, sum);
+                    }
                 }
-                _mm512_storeu_ps(row, lo);
-                _mm512_storeu_ps(row.add(NR), hi);
             }
         }
     }
@@ -951,9 +1055,28 @@ mod tests {
                     x86::micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), c2.as_mut_ptr(), c_rs, add);
                     x86::micro_kernel(kc, ap.as_ptr(), bp2.as_ptr(), c2.as_mut_ptr().add(NR), c_rs, add);
                     let b = [bp.as_ptr(), bp2.as_ptr()];
-                    x86::micro_kernel_avx512_pair(kc, ap.as_ptr(), b, pair.as_mut_ptr(), c_rs, add);
+                    let c = [pair.as_mut_ptr(), pair.as_mut_ptr().add(NR)];
+                    x86::micro_kernel_avx512_wide(kc, [ap.as_ptr()], b, c, c_rs, add);
                 }
                 assert_eq!(bits(&c2), bits(&pair), "pair: kc {kc}, add {add}");
+
+                // The quad kernel: two row panels and two column panels against four AVX2 tiles.
+                let ap2 = values(kc * MR, 12);
+                let start = values(2 * MR * c_rs, 13);
+                let (mut c2, mut quad) = (start.clone(), start);
+                // SAFETY: as above, with `2 MR` rows of `2 NR` at stride `c_rs`.
+                unsafe {
+                    for (q, a) in [&ap, &ap2].into_iter().enumerate() {
+                        for (h, b) in [&bp, &bp2].into_iter().enumerate() {
+                            let c = c2.as_mut_ptr().add(q * MR * c_rs + h * NR);
+                            x86::micro_kernel(kc, a.as_ptr(), b.as_ptr(), c, c_rs, add);
+                        }
+                    }
+                    let (a, b) = ([ap.as_ptr(), ap2.as_ptr()], [bp.as_ptr(), bp2.as_ptr()]);
+                    let c = [quad.as_mut_ptr(), quad.as_mut_ptr().add(NR)];
+                    x86::micro_kernel_avx512_wide(kc, a, b, c, c_rs, add);
+                }
+                assert_eq!(bits(&c2), bits(&quad), "quad: kc {kc}, add {add}");
             }
         }
     }
