@@ -8,8 +8,9 @@
 //! im2col matrix; stride-1 input gradients are forward convolutions with flipped weights
 //! instead of col2im. `f32` weight gradients pack both operands straight from the tensors
 //! ([`weight_panels`]). 1x1 stride-1 convolutions of a single sample skip im2col: the input
-//! already is the matrix, and convolutions of 1x1 maps are one product with the kernel tap
-//! that meets the input ([`single_tap`]). 3x3, stride-1, padding-1 `f32` convolutions on
+//! already is the matrix, and convolutions of maps with fewer positions than kernel taps (1x1
+//! and 2x2 maps under 3x3 kernels) are one product with a dense matrix of the taps that meet
+//! the input ([`dense`]). 3x3, stride-1, padding-1 `f32` convolutions on
 //! wide maps or with 512 channels take the Winograd path instead ([`winograd`];
 //! [`KernelOptions::winograd`](crate::KernelOptions) turns it off or takes it wherever it fits).
 
@@ -20,8 +21,8 @@ use super::gemm::{MatMut, MatRef, Parallelism, matmul};
 use crate::buffer::zeroed;
 use crate::{Float, contiguous_slice, on_fast_path, with_float};
 
+mod dense;
 mod panels;
-mod single_tap;
 mod weight_panels;
 mod winograd;
 
@@ -322,8 +323,8 @@ fn channels_first<'a, T: Float>(dy: &'a [T], g: &Geometry, m: usize, buf: &'a mu
 }
 
 fn forward<T: Float>(x: &[T], w: &[T], g: &Geometry) -> Vec<T> {
-    if let Some(tap) = single_tap::tap(g) {
-        return single_tap::forward(x, w, g, tap);
+    if dense::applies(g) {
+        return dense::forward(x, w, g);
     }
     let (k, pp) = (g.k(), g.out_plane());
     let mut out = zeroed(g.n * g.out_sample(), T::zero());
@@ -377,8 +378,8 @@ fn flip_transpose<T: Float>(w: &[T], g: &Geometry) -> Vec<T> {
 }
 
 fn input_grad<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
-    if let Some(tap) = single_tap::tap(g) {
-        return single_tap::input_grad(dy, w, g, tap);
+    if dense::applies(g) {
+        return dense::input_grad(dy, w, g);
     }
     if let Some(tg) = g.input_grad_as_forward() {
         return forward(dy, &flip_transpose(w, g), &tg);
@@ -407,8 +408,8 @@ fn input_grad<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
 }
 
 fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
-    if let Some(tap) = single_tap::tap(g) {
-        return single_tap::weight_grad(x, dy, g, tap);
+    if dense::applies(g) {
+        return dense::weight_grad(x, dy, g);
     }
     let k = g.k();
     if crate::options::avx2() {
@@ -747,36 +748,29 @@ mod tests {
     }
 
     #[test]
-    fn one_by_one_maps_take_the_single_tap() -> Result<()> {
-        // 3x3 padding 1 at strides 1 and 2, 5x5 padding 2, a 2x3 kernel at stride 2; wide
-        // channels and a batch over several register tiles; batch 1.
+    fn maps_smaller_than_the_kernel_take_the_dense_product() -> Result<()> {
+        // 1x1 maps: 3x3 padding 1 at strides 1 and 2, 5x5 padding 2, a 2x3 kernel at stride
+        // 2; 2x2 maps: 3x3 padding 1 at strides 1 and 2 (onto 2x2 and 1x1), 2x3 padding 1
+        // (onto a 3x2 output); padding past the kernel (no tap meets the input: zeros). Wide channels and a batch over several register tiles; batch 1.
         for dtype in [DType::F32, DType::F64] {
-            for &(n, ci, co, kh, kw, stride, padding) in &[
-                (64, 40, 24, 3, 3, 1, 1),
-                (9, 16, 33, 3, 3, 2, 1),
-                (5, 7, 6, 5, 5, 1, 2),
-                (3, 4, 5, 2, 3, 2, 1),
-                (1, 20, 8, 3, 3, 1, 1),
+            for &(n, ci, co, hw, kh, kw, stride, padding) in &[
+                (64, 40, 24, 1, 3, 3, 1, 1),
+                (9, 16, 33, 1, 3, 3, 2, 1),
+                (5, 7, 6, 1, 5, 5, 1, 2),
+                (3, 4, 5, 1, 2, 3, 2, 1),
+                (1, 20, 8, 1, 3, 3, 1, 1),
+                (64, 40, 24, 2, 3, 3, 1, 1),
+                (7, 16, 33, 2, 3, 3, 2, 1),
+                (5, 8, 6, 2, 2, 3, 1, 1),
+                (1, 20, 8, 2, 3, 3, 1, 1),
+                (2, 3, 4, 1, 3, 3, 5, 3),
             ] {
                 let params = Conv2dParams { stride, padding };
-                let g = Geometry::new((n, ci, 1, 1), (co, ci, kh, kw), params)?;
-                assert_eq!(single_tap::tap(&g), Some(padding * kw + padding), "{g:?}");
-                check(&randn(&[n, ci, 1, 1], dtype)?, &randn(&[co, ci, kh, kw], dtype)?, params)?;
+                let g = Geometry::new((n, ci, hw, hw), (co, ci, kh, kw), params)?;
+                assert!(dense::applies(&g), "{g:?}");
+                check(&randn(&[n, ci, hw, hw], dtype)?, &randn(&[co, ci, kh, kw], dtype)?, params)?;
             }
         }
-        // Not taken: a larger map, a 1x1 kernel, padding past the kernel (no tap meets the
-        // input; the general path gives zeros).
-        let g =
-            |hw, k, s, p| Geometry::new((2, 3, hw, hw), (4, 3, k, k), Conv2dParams { stride: s, padding: p });
-        assert_eq!(single_tap::tap(&g(2, 3, 1, 1)?), None);
-        assert_eq!(single_tap::tap(&g(1, 1, 1, 0)?), None);
-        let past = g(1, 3, 5, 3)?;
-        assert_eq!((past.oh, past.ow, single_tap::tap(&past)), (1, 1, None));
-        check(
-            &randn(&[2, 3, 1, 1], DType::F32)?,
-            &randn(&[4, 3, 3, 3], DType::F32)?,
-            Conv2dParams { stride: 5, padding: 3 },
-        )?;
         Ok(())
     }
 

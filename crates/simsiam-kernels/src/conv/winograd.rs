@@ -27,7 +27,7 @@ const TARGET_TILES: usize = 256;
 /// Whether the Winograd path takes this convolution: when it [`fits`] and either its rows
 /// hold at least [`MIN_ROW_TILES`] tiles, so the tile transforms run eight tiles per vector
 /// ([`rows`]), or it has [`MIN_CHANNELS`] channels in and out, so the products outweigh the
-/// scalar transforms. [`KernelOptions::winograd`](crate::KernelOptions) turns the path off or
+/// scalar transforms, on CPUs below the AVX-512 level. [`KernelOptions::winograd`](crate::KernelOptions) turns the path off or
 /// takes it for every convolution that fits.
 ///
 /// Measured per layer with `profile_kernels` (2-core AVX2 EPYC, batch 64, forward / input
@@ -38,12 +38,17 @@ const TARGET_TILES: usize = 256;
 /// layers of the ImageNet-style ResNet-18 on 32x32 images lost (64 channels at 8x8: 7.2-8.1
 /// ms per pass against 4.5-6.1). The whole cifar-r18 step at batch 64, A B A B: 251 G
 /// instructions and 103-108 G cycles through im2col, 174 G and 88-89 G with this choice.
+/// On a 2-core AVX-512 Xeon, where im2col's product runs `2 MR x 2 NR` tiles across the
+/// 16-column blocks of a 4x4 map, 512 channels at 4x4 are 19 / 22 / 23 ms through im2col
+/// against 31 / 32 / 37 through Winograd (2026-12-07): there the channel rule is off.
 pub(super) fn applies(g: &Geometry) -> bool {
     fits(g)
         && match crate::kernel_options().winograd {
             Winograd::Off => false,
             Winograd::Always => true,
-            Winograd::Auto => tiles(g).1 >= MIN_ROW_TILES || g.ci.min(g.co) >= MIN_CHANNELS,
+            Winograd::Auto => {
+                tiles(g).1 >= MIN_ROW_TILES || (g.ci.min(g.co) >= MIN_CHANNELS && !crate::options::avx512())
+            }
         }
 }
 
