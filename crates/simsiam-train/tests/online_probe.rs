@@ -64,8 +64,12 @@ impl TwoViewBatches for ColouredViews {
     }
 }
 
+/// Eight batches an epoch: with four, whether the last of six epochs reached 90% turned on
+/// rounding (of init seeds 1-6, two missed it through either convolution path for small
+/// maps: im2col, or the dense product); with eight, 12 of the 14 runs over seeds 1-7 pass,
+/// seed 7's through both.
 fn coloured() -> ColouredViews {
-    ColouredViews { batches: 4, batch_size: 16 }
+    ColouredViews { batches: 8, batch_size: 16 }
 }
 
 /// Keeps every epoch's probe accuracy.
