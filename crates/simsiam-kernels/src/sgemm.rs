@@ -5,8 +5,12 @@
 //! is the classic BLIS blocking instead: `B` packed into `KC x NR` column panels that stay in
 //! L1, `A` packed into `MR x KC` row panels that stream from L2, and a `6 x 16` register tile
 //! (12 accumulators, two `B` vectors, one broadcast `A` value: 15 of the 16 `ymm` registers).
+//! On AVX-512 the same panels feed `12 x 32` tiles (two row panels by two column panels, 24 of
+//! the 32 `zmm` registers accumulating), each value summed as by the AVX2 kernel, to the bit.
 //! Edges are zero-padded in the packed buffers, so the micro-kernel always computes full tiles.
 //! Packing buffers are reused per thread: fresh megabyte buffers page-fault on every call.
+//! Products wider than tall split their columns over the threads, taller ones their rows, so
+//! that each thread packs its share of the larger operand.
 
 use std::cell::RefCell;
 
@@ -32,7 +36,8 @@ pub(crate) fn available() -> bool {
 }
 
 /// `c = a x b`, or `c += a x b` when `accumulate`, with `c` row-major (row stride `c_rs`),
-/// its rows split over `threads` rayon workers.
+/// its rows (its columns when wider than tall: [`split_columns`]) split over `threads` rayon
+/// workers.
 ///
 /// The caller checked [`available`] and that the views lie inside their slices; shapes are
 /// checked here with assertions (they are ours, never a user's).
