@@ -60,7 +60,8 @@ pub fn run(args: &[String]) -> Result<()> {
         (&["xtask", "fuzz", "--seconds", "3"], &[]),
     ];
     let cross = aarch64_check();
-    for &(step, envs) in steps.iter().chain(cross.as_slice()) {
+    let cross = cross.as_deref().map(|step| (step, &[][..]));
+    for (step, envs) in steps.iter().copied().chain(cross) {
         let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         eprintln!("$ {}cargo {}", shown.concat(), step.join(" "));
         let status = cargo_command()
@@ -81,52 +82,28 @@ pub fn run(args: &[String]) -> Result<()> {
 /// its `cfg(target_arch)` guards.
 const AARCH64: &str = "aarch64-unknown-linux-gnu";
 
-/// `cargo check` of the four crates for [`AARCH64`]: every target, and the libraries only.
-const AARCH64_ALL: [&str; 12] = [
-    "check",
-    "--target",
-    AARCH64,
-    "--all-targets",
-    "-p",
-    "simsiam-kernels",
-    "-p",
-    "simsiam-models",
-    "-p",
-    "simsiam-loss",
-    "-p",
-    "simsiam-augment",
-];
-const AARCH64_LIBS: [&str; 12] = [
-    "check",
-    "--target",
-    AARCH64,
-    "--lib",
-    "-p",
-    "simsiam-kernels",
-    "-p",
-    "simsiam-models",
-    "-p",
-    "simsiam-loss",
-    "-p",
-    "simsiam-augment",
-];
-
-/// The aarch64 check this machine can run: none without the target's standard library; the
-/// libraries only without a C cross compiler, because the tests' and benches' criterion
-/// builds C (its `alloca` dependency) for the target; otherwise every target.
-fn aarch64_check() -> Option<Step> {
+/// The aarch64 check this machine can run, as `cargo` arguments: none without the target's
+/// standard library; the libraries only without a C cross compiler, because the tests' and
+/// benches' criterion builds C (its `alloca` dependency) for the target; otherwise every target.
+fn aarch64_check() -> Option<Vec<&'static str>> {
     if !aarch64_installed() {
         eprintln!("skipped: the {AARCH64} standard library is not installed (`rustup target add {AARCH64}`)");
         return None;
     }
-    if cross_c_compiler() {
-        return Some((&AARCH64_ALL, &[]));
+    let scope = if cross_c_compiler() {
+        "--all-targets"
+    } else {
+        eprintln!(
+            "the {AARCH64} check covers the libraries only: their tests and benches need a C cross \
+             compiler for criterion (aarch64-linux-gnu-gcc, Debian's gcc-aarch64-linux-gnu)"
+        );
+        "--lib"
+    };
+    let mut args = vec!["check", "--target", AARCH64, scope];
+    for krate in ["simsiam-kernels", "simsiam-models", "simsiam-loss", "simsiam-augment"] {
+        args.extend(["-p", krate]);
     }
-    eprintln!(
-        "the {AARCH64} check covers the libraries only: their tests and benches need a C cross \
-         compiler for criterion (aarch64-linux-gnu-gcc, Debian's gcc-aarch64-linux-gnu)"
-    );
-    Some((&AARCH64_LIBS, &[]))
+    Some(args)
 }
 
 /// Whether rustup has the aarch64 standard library (`.ci/run` tries to add it).
