@@ -13,8 +13,8 @@ use crate::Float;
 use crate::buffer::zeroed;
 use crate::gemm::{MatMut, MatRef, Parallelism, matmul};
 
-/// The dense matrix's largest size in values (64 MiB of `f32`): past it the copy of the
-/// weights costs more than the padding it saves.
+/// The dense matrix's largest size in values (64 MiB of `f32`, 16 times a 512-channel 2x2
+/// layer's): a bound on the scratch memory; larger layers keep im2col.
 const MAX_VALUES: usize = 1 << 24;
 
 /// Whether `g` takes this path: fewer input positions than kernel taps, so the dense product
