@@ -64,10 +64,7 @@ impl TwoViewBatches for ColouredViews {
     }
 }
 
-/// Eight batches an epoch: with four, whether the last of six epochs reached 90% turned on
-/// rounding (of init seeds 1-6, two missed it through either convolution path for small
-/// maps: im2col, or the dense product); with eight, 12 of the 14 runs over seeds 1-7 pass,
-/// seed 7's through both.
+/// Eight batches of 16 an epoch, 512 images over six epochs.
 fn coloured() -> ColouredViews {
     ColouredViews { batches: 8, batch_size: 16 }
 }
@@ -109,9 +106,13 @@ fn the_probe_learns_a_separable_labelled_set() -> Result<()> {
     assert_eq!(seen.len(), 6);
     let last = seen.last().copied().flatten().expect("the probe's accuracy");
     let test = last.test.expect("a test set");
-    // Chance is 25%.
-    assert!(last.train_top1 >= 0.9, "train top-1 {}: {seen:?}", last.train_top1);
-    assert!(test.top1 >= 0.9, "test top-1 {}: {seen:?}", test.top1);
+    // Chance is 25%. The bar is 70%, not 90%: whether the backbone, a SimSiam training of six
+    // epochs on 512 tiny images, keeps all four colours apart turns on rounding (over init
+    // seeds 1-10, the last epoch reached 75% in some runs, one pair of colours merged, and
+    // 100% in most; every run measured ended at 74% or above). A probe that does not learn
+    // (its loss multiplied by zero, tried) stays at 40-53%.
+    assert!(last.train_top1 >= 0.7, "train top-1 {}: {seen:?}", last.train_top1);
+    assert!(test.top1 >= 0.7, "test top-1 {}: {seen:?}", test.top1);
     assert_eq!(test.top5, 1.0, "4 classes are all in the top 5");
     let first = seen[0].expect("epoch 0").train_top1;
     assert!(first < last.train_top1, "accuracy rises: {seen:?}");
