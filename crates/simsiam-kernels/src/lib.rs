@@ -8,6 +8,7 @@
 //!   affine and an optional ReLU) as one op per direction, and [`batch_norm_add_relu_train`],
 //!   which also adds a residual block's identity before the ReLU; [`batch_norm_eval`]:
 //!   evaluation mode (running statistics, the residual, the ReLU) in one pass on the CPU.
+//! - [`linear`]: a fully connected layer's `x wᵀ` and its gradients on the same product.
 //! - [`max_pool2d`]: PyTorch's `MaxPool2d` with padding and overlapping windows (candle's has
 //!   neither), forward and backward.
 //! - [`sgd_step`]: one `torch.optim.SGD` update of a parameter and its momentum buffer in
@@ -32,6 +33,7 @@ mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod gemm;
+mod linear;
 mod max_pool;
 mod options;
 mod sgd_step;
@@ -45,6 +47,7 @@ pub use batch_norm::{BatchNormStats, batch_norm_add_relu_train, batch_norm_train
 pub use batch_norm_eval::batch_norm_eval;
 pub use candle_threads::park_idle_candle_threads;
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
+pub use linear::linear;
 pub use max_pool::{MaxPool2dConfig, max_pool2d};
 pub use options::{Isa, KernelOptions, Winograd, kernel_options, set_kernel_options};
 pub use sgd_step::{SgdStep, sgd_step};

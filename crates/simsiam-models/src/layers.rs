@@ -115,10 +115,12 @@ pub fn linear(in_features: usize, out_features: usize, bias: bool, vb: VarBuilde
 /// - `x`: `[batch, in]`
 /// - returns `[batch, out]`
 pub(crate) fn linear_forward(fc: &Linear, x: &Tensor, precision: Precision) -> Result<Tensor> {
-    if precision == Precision::F32 {
-        return fc.forward(x);
-    }
-    let y = precision.cast(x)?.matmul(&precision.cast(fc.weight())?.t()?)?.to_dtype(x.dtype())?;
+    let y = if precision == Precision::F32 {
+        // Our product and its gradients (candle's `Linear` goes to the slower `gemm` crate).
+        simsiam_kernels::linear(x, fc.weight())?
+    } else {
+        precision.cast(x)?.matmul(&precision.cast(fc.weight())?.t()?)?.to_dtype(x.dtype())?
+    };
     match fc.bias() {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
