@@ -10,8 +10,8 @@
 //! ([`weight_panels`]). 1x1 stride-1 convolutions of a single sample skip im2col: the input
 //! already is the matrix, and convolutions of maps with fewer positions than kernel taps (1x1
 //! and 2x2 maps under 3x3 kernels) are one product with a dense matrix of the taps that meet
-//! the input ([`dense`]). 3x3, stride-1, padding-1 `f32` convolutions on
-//! wide maps or with 512 channels take the Winograd path instead ([`winograd`];
+//! the input ([`dense`]). 3x3, stride-1, padding-1 `f32` convolutions on wide maps, or with
+//! 512 channels below AVX-512, take the Winograd path instead ([`winograd`];
 //! [`KernelOptions::winograd`](crate::KernelOptions) turns it off or takes it wherever it fits).
 
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -751,7 +751,8 @@ mod tests {
     fn maps_smaller_than_the_kernel_take_the_dense_product() -> Result<()> {
         // 1x1 maps: 3x3 padding 1 at strides 1 and 2, 5x5 padding 2, a 2x3 kernel at stride
         // 2; 2x2 maps: 3x3 padding 1 at strides 1 and 2 (onto 2x2 and 1x1), 2x3 padding 1
-        // (onto a 3x2 output); padding past the kernel (no tap meets the input: zeros). Wide channels and a batch over several register tiles; batch 1.
+        // (onto a 3x2 output); padding past the kernel (no tap meets the input: zeros). Wide
+        // channels and a batch over several register tiles; batch 1.
         for dtype in [DType::F32, DType::F64] {
             for &(n, ci, co, hw, kh, kw, stride, padding) in &[
                 (64, 40, 24, 1, 3, 3, 1, 1),

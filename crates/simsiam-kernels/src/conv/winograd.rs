@@ -27,8 +27,9 @@ const TARGET_TILES: usize = 256;
 /// Whether the Winograd path takes this convolution: when it [`fits`] and either its rows
 /// hold at least [`MIN_ROW_TILES`] tiles, so the tile transforms run eight tiles per vector
 /// ([`rows`]), or it has [`MIN_CHANNELS`] channels in and out, so the products outweigh the
-/// scalar transforms, on CPUs below the AVX-512 level. [`KernelOptions::winograd`](crate::KernelOptions) turns the path off or
-/// takes it for every convolution that fits.
+/// scalar transforms, on CPUs below the AVX-512 level.
+/// [`KernelOptions::winograd`](crate::KernelOptions) turns the path off or takes it for every
+/// convolution that fits.
 ///
 /// Measured per layer with `profile_kernels` (2-core AVX2 EPYC, batch 64, forward / input
 /// gradient / weight gradient in ms, ranges over 2-4 runs) on the CIFAR ResNet-18: 64
