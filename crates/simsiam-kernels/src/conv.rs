@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, Parallelism, matmul};
 use crate::buffer::zeroed;
-use crate::{Float, contiguous_slice, on_fast_path, with_float};
+use crate::{Float, contiguous_slice, dispatch2, on_fast_path};
 
 mod dense;
 mod panels;
@@ -446,17 +446,6 @@ fn weight_grad<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
         }
     }
     dw
-}
-
-/// Runs `f` on the f32 or f64 slices of two operands.
-macro_rules! dispatch2 {
-    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        with_float!($s1, $op, |T| {
-            let $a = contiguous_slice::<T>($s1, $l1, $op, "first operand")?;
-            let $b = contiguous_slice::<T>($s2, $l2, $op, "second operand")?;
-            $body
-        })
-    };
 }
 
 /// Runs `f` on two `f32` operands when the Winograd path takes `g`; `None` otherwise.

@@ -150,6 +150,18 @@ macro_rules! with_float {
 }
 pub(crate) use with_float;
 
+/// [`with_float!`] on two operands' contiguous slices, bound to `$a` and `$b` in `$body`.
+macro_rules! dispatch2 {
+    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
+        $crate::with_float!($s1, $op, |T| {
+            let $a = $crate::contiguous_slice::<T>($s1, $l1, $op, "first operand")?;
+            let $b = $crate::contiguous_slice::<T>($s2, $l2, $op, "second operand")?;
+            $body
+        })
+    };
+}
+pub(crate) use dispatch2;
+
 /// The contiguous elements of a tensor's storage, or an error naming the op and operand.
 pub(crate) fn contiguous_slice<'a, T: Float>(
     storage: &'a CpuStorage,

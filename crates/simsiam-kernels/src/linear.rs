@@ -6,7 +6,7 @@
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use crate::gemm::{MatMut, MatRef, Parallelism, matmul};
-use crate::{Float, contiguous_slice, on_fast_path, with_float};
+use crate::{Float, dispatch2, on_fast_path};
 
 /// `x wᵀ`, differentiable in both. `f32`/`f64` matrices on the CPU take our product (any
 /// layout: non-contiguous operands are copied first); anything else candle's `matmul`.
@@ -67,11 +67,7 @@ impl CustomOp2 for Product {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = self.dims(l1, l2)?;
-        let out = with_float!(s1, self.name(), |T| {
-            let lhs = contiguous_slice::<T>(s1, l1, self.name(), "first operand")?;
-            let rhs = contiguous_slice::<T>(s2, l2, self.name(), "second operand")?;
-            product(lhs, rhs, self, dims)
-        });
+        let out = dispatch2!(self.name(), s1, l1, s2, l2, |lhs, rhs| product(lhs, rhs, self, dims));
         Ok((out, Shape::from((dims.0, dims.2))))
     }
 
