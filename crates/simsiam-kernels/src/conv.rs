@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::gemm::{MatMut, MatRef, Parallelism, matmul};
 use crate::buffer::zeroed;
-use crate::{Float, contiguous_slice, dispatch2, on_fast_path};
+use crate::{Float, contiguous_slice, dispatch2, on_cpu_fast_path};
 
 mod dense;
 mod panels;
@@ -48,7 +48,7 @@ pub struct Conv2dParams {
 pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
     // CUDA goes to candle's conv2d (cuDNN with the `cudnn` feature): candle's storage-level
     // convolutions take parameters that only candle can build, so no `cuda_fwd` here.
-    if x.device().is_cpu() && on_fast_path(x) && weight.device().is_cpu() && weight.dtype() == x.dtype() {
+    if on_cpu_fast_path(x, weight) {
         Geometry::new(x.dims4()?, weight.dims4()?, params)?;
         x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp(params))
     } else {

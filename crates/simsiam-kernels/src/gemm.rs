@@ -7,6 +7,11 @@ use crate::Float;
 use crate::sgemm;
 pub(crate) use crate::view::{MatMut, MatRef};
 
+/// Parallelism over all of the current rayon pool's threads.
+pub(crate) fn all_threads() -> Parallelism {
+    Parallelism::Rayon(rayon::current_num_threads().max(1))
+}
+
 /// `dst = lhs x rhs`, or `dst += lhs x rhs` when `accumulate`.
 pub(crate) fn matmul<T: Float>(
     dst: MatMut<'_, T>,

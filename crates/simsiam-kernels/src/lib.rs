@@ -130,6 +130,12 @@ pub(crate) fn on_fast_path(t: &Tensor) -> bool {
     !kernel_options().stock && (cpu || cuda)
 }
 
+/// Whether an op of `x` and `w` takes our CPU kernels: both on the CPU, the same dtype, and
+/// `x` on the [`on_fast_path`].
+pub(crate) fn on_cpu_fast_path(x: &Tensor, w: &Tensor) -> bool {
+    x.device().is_cpu() && on_fast_path(x) && w.device().is_cpu() && w.dtype() == x.dtype()
+}
+
 /// Evaluates `$body` with the type `$T` bound to the element type of `$storage` (`f32` or
 /// `f64`) and wraps the `Vec<$T>` it returns back into a [`CpuStorage`]; other dtypes are an
 /// error naming the op `$op`. The one place the kernels turn a dtype into a type.

@@ -5,8 +5,8 @@
 
 use candle::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use crate::gemm::{MatMut, MatRef, Parallelism, matmul};
-use crate::{Float, dispatch2, on_fast_path};
+use crate::gemm::{MatMut, MatRef, all_threads, matmul};
+use crate::{Float, dispatch2, on_cpu_fast_path};
 
 /// `x wᵀ`, differentiable in both. `f32`/`f64` matrices on the CPU take our product (any
 /// layout: non-contiguous operands are copied first); anything else candle's `matmul`.
@@ -16,9 +16,7 @@ use crate::{Float, dispatch2, on_fast_path};
 /// - `weight`: `[out, in]`
 /// - returns `[batch, out]`
 pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let fast =
-        x.device().is_cpu() && on_fast_path(x) && weight.device().is_cpu() && weight.dtype() == x.dtype();
-    if !fast || x.rank() != 2 || weight.rank() != 2 {
+    if !on_cpu_fast_path(x, weight) || x.rank() != 2 || weight.rank() != 2 {
         return x.matmul(&weight.t()?);
     }
     x.contiguous()?.apply_op2(&weight.contiguous()?, Product { lhs_t: false, rhs_t: true })
@@ -49,8 +47,7 @@ fn product<T: Float>(lhs: &[T], rhs: &[T], op: &Product, (m, k, n): (usize, usiz
     let l = if op.lhs_t { MatRef::row_major(lhs, k, m).t() } else { MatRef::row_major(lhs, m, k) };
     let r = if op.rhs_t { MatRef::row_major(rhs, n, k).t() } else { MatRef::row_major(rhs, k, n) };
     let mut out = vec![T::zero(); m * n];
-    let threads = Parallelism::Rayon(rayon::current_num_threads().max(1));
-    matmul(MatMut::row_major(&mut out, m, n), l, r, false, threads);
+    matmul(MatMut::row_major(&mut out, m, n), l, r, false, all_threads());
     out
 }
 

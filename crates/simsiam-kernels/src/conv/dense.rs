@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::Geometry;
 use crate::Float;
 use crate::buffer::zeroed;
-use crate::gemm::{MatMut, MatRef, Parallelism, matmul};
+use crate::gemm::{MatMut, MatRef, all_threads, matmul};
 
 /// The dense matrix's largest size in values (64 MiB of `f32`, 16 times a 512-channel 2x2
 /// layer's): a bound on the scratch memory; larger layers keep im2col.
@@ -63,10 +63,6 @@ fn dense_weights<T: Float>(w: &[T], g: &Geometry) -> Vec<T> {
         }
     });
     d
-}
-
-fn all_threads() -> Parallelism {
-    Parallelism::Rayon(rayon::current_num_threads().max(1))
 }
 
 /// `y: [n, co·oh·ow] = x: [n, ci·h·w] x dᵀ`.
