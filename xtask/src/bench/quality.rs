@@ -246,6 +246,22 @@ fn read_curve(path: &Path) -> Result<Curve> {
     Curve::parse(&text).with_context(|| format!("in {}", path.display()))
 }
 
+/// `batch_size` of the `[train]` table of our run's config.toml (written by our trainer: one
+/// key a line, tables as `[name]` headers).
+fn train_batch_size(config: &str) -> Option<usize> {
+    let mut table = "";
+    for line in config.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = name.trim();
+        } else if let Some((key, value)) = line.split_once('=').filter(|_| table == "train") {
+            if key.trim() == "batch_size" {
+                return value.trim().parse().ok();
+            }
+        }
+    }
+    None
+}
+
 /// The PyTorch script's `versions` line.
 fn torch_versions(path: &Path) -> serde_json::Value {
     std::fs::read_to_string(path)
@@ -291,18 +307,22 @@ impl Runs {
     fn read(o: &Options, work: &Path) -> Result<Runs> {
         let (mut ours, mut torch) = (Vec::new(), Vec::new());
         let mut versions = serde_json::Value::Null;
-        let mut last_seed = 0;
+        let mut config_text = String::new();
         for &seed in &o.seeds {
-            ours.push(read_curve(&ours_dir(work, seed).join("metrics.jsonl"))?);
+            let mut curve = read_curve(&ours_dir(work, seed).join("metrics.jsonl"))?;
+            // Each seed's config; the last one's, as the PyTorch side read it last, is reported.
+            let config = ours_dir(work, seed).join("config.toml");
+            config_text = std::fs::read_to_string(&config)
+                .with_context(|| format!("could not read {}", config.display()))?;
+            if let Some(batch) = train_batch_size(&config_text) {
+                curve.count_images(batch);
+            }
+            ours.push(curve);
             let out = torch_out(work, seed);
             torch.push(read_curve(&out)?);
             versions = torch_versions(&out);
-            last_seed = seed;
         }
-        // The last seed's config, as the PyTorch side read it last.
-        let config = ours_dir(work, last_seed).join("config.toml");
-        let config_text = std::fs::read_to_string(&config)
-            .with_context(|| format!("could not read {}", config.display()))?;
+        let config = ours_dir(work, *o.seeds.last().unwrap_or(&0)).join("config.toml");
         // The run began when our side wrote its config.
         let began = std::fs::metadata(&config)
             .and_then(|m| m.modified())
@@ -660,6 +680,14 @@ mod tests {
             let err = Options::parse(&args(line)).expect_err(line).to_string();
             assert!(err.contains(want), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn the_batch_size_is_the_train_tables() {
+        let config = "[data]\nbatch_size = 7\n\n[train]\n# a comment\nepochs = 2\nbatch_size = 128\n\n[eval]\nbatch_size = 9\n";
+        assert_eq!(train_batch_size(config), Some(128));
+        assert_eq!(train_batch_size("[eval]\nbatch_size = 9\n"), None);
+        assert_eq!(train_batch_size("[train]\nbatch_size = lots\n"), None);
     }
 
     #[test]

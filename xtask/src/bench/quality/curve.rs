@@ -89,6 +89,20 @@ impl Curve {
         Ok(curve)
     }
 
+    /// Counts the images of a run without the training clock (the equal-epochs comparison),
+    /// whose `epoch` lines give steps and seconds but no images: `batch_size` a step.
+    pub fn count_images(&mut self, batch_size: usize) {
+        if self.images > 0 {
+            return;
+        }
+        for p in &mut self.epochs {
+            p.images = p.step * batch_size;
+        }
+        if let Some(last) = self.epochs.last() {
+            (self.images, self.train_seconds) = (last.images, last.train_seconds);
+        }
+    }
+
     /// Training throughput: images over training-clock seconds.
     pub fn images_per_s(&self) -> Option<f64> {
         (self.train_seconds > 0.0).then(|| self.images as f64 / self.train_seconds)
@@ -282,9 +296,18 @@ mod tests {
             c.at_epoch(2).map(|p| (p.step, p.knn_top1, p.train_seconds)),
             Some((80, Some(0.32), 180.0))
         );
-        // With the clock's lines, the plain epoch lines are not used.
+        // No images until the batch size counts them: 80 steps of 128 in 180 s.
+        assert_eq!(c.images_per_s(), None);
+        let mut counted = c.clone();
+        counted.count_images(128);
+        assert_eq!(counted.epochs.iter().map(|p| p.images).collect::<Vec<_>>(), [5120, 10240]);
+        assert!((counted.images_per_s().expect("rate") - 10240.0 / 180.0).abs() < 1e-9);
+        // With the clock's lines, the plain epoch lines are not used, and the clock's images stay.
         let c = Curve::parse(OURS)?;
         assert!(c.epochs.iter().all(|p| p.images > 0), "{:?}", c.epochs);
+        let mut counted = c.clone();
+        counted.count_images(1);
+        assert_eq!(counted, c);
         Ok(())
     }
 
