@@ -14,9 +14,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if let Some(arg) = args.first() {
         bail!("`cargo xtask ci` takes no arguments, got `{arg}`");
     }
-    // (arguments, environment): the last steps repeat the PyTorch golden steps with every 3x3
-    // convolution that fits on the Winograd path, which the default takes on wide maps only
-    // (the fixtures' maps are narrow), and every unit test and golden step with the kernels
+    // (arguments, environment): the last steps repeat the PyTorch golden steps and the
+    // recipe-shape comparisons with candle's ops with every 3x3 convolution that fits on the
+    // Winograd path, which the default takes on wide maps only (the fixtures' maps are narrow),
+    // and every unit test, golden step and recipe-shape comparison with the kernels
     // held to each lower level (`avx2`, then `portable`: no vector code of ours), so each
     // level this machine has is tested (a level above the CPU's runs as the CPU's). The last
     // step fuzzes every parser that reads a user's file for 3 s each (docs/reliability.md).
@@ -25,9 +26,18 @@ pub fn run(args: &[String]) -> Result<()> {
         (&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
         (&["test", "--workspace"], &[]),
         // `--workspace`, so the features resolve as in the step before and nothing rebuilds.
-        (&["test", "--workspace", "--test", "golden_step"], &[("SIMSIAM_WINOGRAD", "1")]),
-        (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "avx2")]),
-        (&["test", "--workspace", "--lib", "--test", "golden_step"], &[("SIMSIAM_ISA", "portable")]),
+        (
+            &["test", "--workspace", "--test", "golden_step", "--test", "fast_path_recipe"],
+            &[("SIMSIAM_WINOGRAD", "1")],
+        ),
+        (
+            &["test", "--workspace", "--lib", "--test", "golden_step", "--test", "fast_path_recipe"],
+            &[("SIMSIAM_ISA", "avx2")],
+        ),
+        (
+            &["test", "--workspace", "--lib", "--test", "golden_step", "--test", "fast_path_recipe"],
+            &[("SIMSIAM_ISA", "portable")],
+        ),
         // Videos in image folders (FFmpeg's programs at run time): the lints, simsiam-data's
         // own tests and the CLI's media test with the feature on.
         (
