@@ -5,8 +5,8 @@
 //!
 //! Each op is compared on its own: through a whole network, float32 rounding puts a few ReLU
 //! inputs on the other side of zero now and then (the stock ops and ours disagree by 1e-3
-//! to 3e-2 in early layers' gradients for three input seeds of four, the portable kernels as
-//! much as the AVX ones), which says nothing about the kernels.
+//! to 3e-2 in early layers' gradients for three input seeds of four, and for two of four with
+//! the portable kernels), which says nothing about the kernels.
 
 mod common;
 
