@@ -12,11 +12,16 @@ mod common;
 
 use std::sync::Mutex;
 
-use candle::{DType, Device, Result, Tensor};
+use candle::{DType, Device, ModuleT, Result, Tensor, Var};
 use candle_nn::VarMap;
 use common::rel_err;
-use simsiam_models::kernels::{KernelOptions, set_kernel_options};
+use simsiam_models::kernels::{
+    Conv2dParams, KernelOptions, batch_norm_add_relu_train, batch_norm_train, conv2d, set_kernel_options,
+};
 use simsiam_models::{ResNetConfig, Stem, seeded_var_builder};
+
+/// The training batch of the recipe.
+const BATCH: usize = 128;
 
 /// The kernels' options are process-wide: one test at a time switches them.
 static OPTIONS: Mutex<()> = Mutex::new(());
@@ -37,13 +42,47 @@ fn noise(n: usize, mut state: u64) -> Vec<f32> {
     (0..n).map(|_| (0..4).map(|_| uniform()).sum::<f32>() * 1.7320508 - 3.4641016).collect()
 }
 
+/// A variable of `shape` filled with [`noise`] from `seed`.
+fn var(shape: &[usize], seed: u64) -> Result<Var> {
+    Var::from_vec(noise(shape.iter().product(), seed), shape, &Device::Cpu)
+}
+
+/// Runs `run` with our kernels and with candle's stock ops and names the case in `failures`
+/// where any of its tensors differ by more than 1e-5 relative.
+fn compare(
+    case: String,
+    fast: KernelOptions,
+    run: impl Fn(KernelOptions) -> Result<Vec<Tensor>>,
+    failures: &mut Vec<String>,
+) -> Result<()> {
+    let ours = run(fast)?;
+    let stock = run(KernelOptions { stock: true, ..fast });
+    set_kernel_options(fast);
+    let errs = ours.iter().zip(&stock?).map(|(a, b)| rel_err(a, b)).collect::<Result<Vec<f64>>>()?;
+    let shown = errs.iter().map(|e| format!("{e:.2e}")).collect::<Vec<_>>().join(", ");
+    println!("{case}: {shown}");
+    if errs.iter().any(|&e| e > 1e-5) {
+        failures.push(format!("{case}: {shown}"));
+    }
+    Ok(())
+}
+
+/// `y` and the gradients of `sum(y * dy)` for a fixed `dy` with respect to `wrt`.
+fn with_gradients(y: Tensor, wrt: &[&Var]) -> Result<Vec<Tensor>> {
+    let dy = Tensor::from_vec(noise(y.elem_count(), 99), y.shape(), &Device::Cpu)?;
+    let grads = (&y * &dy)?.sum_all()?.backward()?;
+    let mut out = vec![y];
+    for v in wrt {
+        out.push(grads.get(v).ok_or_else(|| candle::Error::Msg("no gradient".into()))?.clone());
+    }
+    Ok(out)
+}
+
 #[test]
 fn each_recipe_convolution_matches_the_stock_ops() -> Result<()> {
-    use simsiam_models::kernels::{Conv2dParams, conv2d};
     let _one_at_a_time = OPTIONS.lock().unwrap_or_else(|e| e.into_inner());
     let fast = ours()?;
-    let batch = 128;
-    // (in, out, kernel, stride, padding, map)
+    // (in, out, kernel, stride, padding, map): the stem, then each layer's convolutions.
     let layers = [
         (3, 16, 7, 2, 3, 32),
         (16, 16, 3, 1, 1, 8),
@@ -59,27 +98,13 @@ fn each_recipe_convolution_matches_the_stock_ops() -> Result<()> {
     ];
     let mut failures = Vec::new();
     for (i, &(ci, co, k, s, p, m)) in layers.iter().enumerate() {
-        let x =
-            candle::Var::from_vec(noise(batch * ci * m * m, 10 + i as u64), (batch, ci, m, m), &Device::Cpu)?;
-        let w = candle::Var::from_vec(noise(co * ci * k * k, 50 + i as u64), (co, ci, k, k), &Device::Cpu)?;
-        let run = |options: KernelOptions| -> Result<(Tensor, Tensor, Tensor)> {
+        let x = var(&[BATCH, ci, m, m], 10 + i as u64)?;
+        let w = var(&[co, ci, k, k], 50 + i as u64)?;
+        let run = |options| {
             set_kernel_options(options);
-            let y = conv2d(&x, &w, Conv2dParams { stride: s, padding: p })?;
-            let dy = Tensor::from_vec(noise(y.elem_count(), 99), y.shape(), &Device::Cpu)?;
-            let g = (&y * &dy)?.sum_all()?.backward()?;
-            Ok((y, g.get(&x).expect("dx").clone(), g.get(&w).expect("dw").clone()))
+            with_gradients(conv2d(&x, &w, Conv2dParams { stride: s, padding: p })?, &[&x, &w])
         };
-        let a = run(fast)?;
-        let b = run(KernelOptions { stock: true, ..fast })?;
-        set_kernel_options(fast);
-        let errs = (rel_err(&a.0, &b.0)?, rel_err(&a.1, &b.1)?, rel_err(&a.2, &b.2)?);
-        println!(
-            "{ci}->{co} k{k} s{s} p{p} on {m}x{m}: y {:.2e} dx {:.2e} dw {:.2e}",
-            errs.0, errs.1, errs.2
-        );
-        if errs.0.max(errs.1).max(errs.2) > 1e-5 {
-            failures.push(format!("{ci}->{co} k{k} s{s} p{p} on {m}x{m}: {errs:?}"));
-        }
+        compare(format!("{ci}->{co} k{k} s{s} p{p} on {m}x{m}: y, dx, dw"), fast, run, &mut failures)?;
     }
     assert!(failures.is_empty(), "{failures:#?}");
     Ok(())
@@ -87,51 +112,35 @@ fn each_recipe_convolution_matches_the_stock_ops() -> Result<()> {
 
 #[test]
 fn each_recipe_batch_norm_matches_the_stock_ops() -> Result<()> {
-    use simsiam_models::kernels::{batch_norm_add_relu_train, batch_norm_train};
     let _one_at_a_time = OPTIONS.lock().unwrap_or_else(|e| e.into_inner());
     let fast = ours()?;
-    let batch = 128;
     let mut failures = Vec::new();
     for (i, &(c, m)) in [(16, 16), (16, 8), (32, 4), (64, 2), (128, 1)].iter().enumerate() {
+        let i = i as u64;
+        let (x, r) = (var(&[BATCH, c, m, m], 10 + i)?, var(&[BATCH, c, m, m], 20 + i)?);
+        let (gamma, beta) = (var(&[c], 30 + i)?, var(&[c], 40 + i)?);
         for kind in ["bn", "bn_relu", "bn_add_relu"] {
-            let x = candle::Var::from_vec(
-                noise(batch * c * m * m, 10 + i as u64),
-                (batch, c, m, m),
-                &Device::Cpu,
-            )?;
-            let r = candle::Var::from_vec(
-                noise(batch * c * m * m, 20 + i as u64),
-                (batch, c, m, m),
-                &Device::Cpu,
-            )?;
-            let gamma = candle::Var::from_vec(noise(c, 30 + i as u64), c, &Device::Cpu)?;
-            let beta = candle::Var::from_vec(noise(c, 40 + i as u64), c, &Device::Cpu)?;
-            let run = |options: KernelOptions| -> Result<Vec<Tensor>> {
+            let run = |options| {
                 set_kernel_options(options);
                 let wb = Some((gamma.as_tensor(), beta.as_tensor()));
                 let (y, _) = match kind {
                     "bn" => batch_norm_train(&x, wb, 1e-5, false)?,
                     "bn_relu" => batch_norm_train(&x, wb, 1e-5, true)?,
-                    _ => batch_norm_add_relu_train(&x, wb, 1e-5, &r)?,
+                    _ => {
+                        return with_gradients(
+                            batch_norm_add_relu_train(&x, wb, 1e-5, &r)?.0,
+                            &[&x, &gamma, &beta, &r],
+                        );
+                    }
                 };
-                let dy = Tensor::from_vec(noise(y.elem_count(), 99), y.shape(), &Device::Cpu)?;
-                let g = (&y * &dy)?.sum_all()?.backward()?;
-                let mut out = vec![y, g.get(&x).expect("dx").clone(), g.get(&gamma).expect("dg").clone()];
-                out.push(g.get(&beta).expect("db").clone());
-                if kind == "bn_add_relu" {
-                    out.push(g.get(&r).expect("dr").clone());
-                }
-                Ok(out)
+                with_gradients(y, &[&x, &gamma, &beta])
             };
-            let a = run(fast)?;
-            let b = run(KernelOptions { stock: true, ..fast })?;
-            set_kernel_options(fast);
-            let errs: Vec<f64> = a.iter().zip(&b).map(|(a, b)| rel_err(a, b)).collect::<Result<_>>()?;
-            let errs: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
-            println!("{kind} {c} on {m}x{m}: {errs:?}");
-            if errs.iter().any(|e| e.parse::<f64>().map_or(true, |e| e > 1e-5)) {
-                failures.push(format!("{kind} {c} on {m}x{m}: {errs:?}"));
-            }
+            compare(
+                format!("{kind} {c} on {m}x{m}: y, dx, dgamma, dbeta(, dresidual)"),
+                fast,
+                run,
+                &mut failures,
+            )?;
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -140,7 +149,6 @@ fn each_recipe_batch_norm_matches_the_stock_ops() -> Result<()> {
 
 #[test]
 fn the_recipe_backbone_in_evaluation_matches_the_stock_ops() -> Result<()> {
-    use candle::ModuleT;
     let _one_at_a_time = OPTIONS.lock().unwrap_or_else(|e| e.into_inner());
     let fast = ours()?;
     for batch in [100, 256, 500, 1000] {
