@@ -9,6 +9,11 @@ use crate::{cargo_command, project_root};
 /// One check: `cargo` arguments and environment variables.
 type Step = (&'static [&'static str], &'static [(&'static str, &'static str)]);
 
+/// The tests repeated with the kernels held to each lower ISA level: every unit test, the
+/// golden steps and the recipe-shape comparisons with candle's ops.
+const PER_ISA_TESTS: &[&str] =
+    &["test", "--workspace", "--lib", "--test", "golden_step", "--test", "fast_path_recipe"];
+
 /// Runs each check in turn and stops at the first failure.
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(arg) = args.first() {
@@ -30,14 +35,8 @@ pub fn run(args: &[String]) -> Result<()> {
             &["test", "--workspace", "--test", "golden_step", "--test", "fast_path_recipe"],
             &[("SIMSIAM_WINOGRAD", "1")],
         ),
-        (
-            &["test", "--workspace", "--lib", "--test", "golden_step", "--test", "fast_path_recipe"],
-            &[("SIMSIAM_ISA", "avx2")],
-        ),
-        (
-            &["test", "--workspace", "--lib", "--test", "golden_step", "--test", "fast_path_recipe"],
-            &[("SIMSIAM_ISA", "portable")],
-        ),
+        (PER_ISA_TESTS, &[("SIMSIAM_ISA", "avx2")]),
+        (PER_ISA_TESTS, &[("SIMSIAM_ISA", "portable")]),
         // Videos in image folders (FFmpeg's programs at run time): the lints, simsiam-data's
         // own tests and the CLI's media test with the feature on.
         (

@@ -151,19 +151,18 @@ fn each_recipe_batch_norm_matches_the_stock_ops() -> Result<()> {
 fn the_recipe_backbone_in_evaluation_matches_the_stock_ops() -> Result<()> {
     let _one_at_a_time = OPTIONS.lock().unwrap_or_else(|e| e.into_inner());
     let fast = ours()?;
+    let varmap = VarMap::new();
+    let vb = seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu);
+    let backbone = ResNetConfig::resnet18(Stem::ImageNet).with_width(16).init(vb.pp("backbone"))?;
+    let mut failures = Vec::new();
     for batch in [100, 256, 500, 1000] {
-        let varmap = VarMap::new();
-        let vb = seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu);
-        let backbone = ResNetConfig::resnet18(Stem::ImageNet).with_width(16).init(vb.pp("backbone"))?;
         let x = Tensor::from_vec(noise(batch * 3 * 32 * 32, 5), (batch, 3, 32, 32), &Device::Cpu)?;
-        set_kernel_options(fast);
-        let a = backbone.forward_t(&x, false)?;
-        set_kernel_options(KernelOptions { stock: true, ..fast });
-        let b = backbone.forward_t(&x, false)?;
-        set_kernel_options(fast);
-        let err = rel_err(&a, &b)?;
-        println!("eval batch {batch}: {err:.2e}");
-        assert!(err < 1e-5, "batch {batch}: {err:.2e}");
+        let run = |options| {
+            set_kernel_options(options);
+            Ok(vec![backbone.forward_t(&x, false)?])
+        };
+        compare(format!("evaluation, batch {batch}: features"), fast, run, &mut failures)?;
     }
+    assert!(failures.is_empty(), "{failures:#?}");
     Ok(())
 }
