@@ -11,8 +11,17 @@ type Step = (&'static [&'static str], &'static [(&'static str, &'static str)]);
 
 /// The tests repeated with the kernels held to each lower ISA level: every unit test, the
 /// golden steps and the recipe-shape comparisons with candle's ops.
-const PER_ISA_TESTS: &[&str] =
-    &["test", "--workspace", "--lib", "--test", "golden_step", "--test", "fast_path_recipe"];
+const PER_ISA_TESTS: &[&str] = &[
+    "test",
+    "--workspace",
+    "--lib",
+    "--test",
+    "golden_step",
+    "--test",
+    "fast_path_recipe",
+    "--test",
+    "taped_backward",
+];
 
 /// Runs each check in turn and stops at the first failure.
 pub fn run(args: &[String]) -> Result<()> {

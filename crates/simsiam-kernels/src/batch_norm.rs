@@ -103,6 +103,110 @@ pub fn batch_norm_add_relu_train(
     Ok((y, stats(&saved, c, count, &x)?))
 }
 
+/// What a training-mode batch norm run outside candle's graph ([`batch_norm_train_taped`])
+/// keeps for its backward pass: the statistics it normalised with.
+#[derive(Debug, Clone)]
+pub struct BatchNormTape {
+    saved: Arc<OnceLock<Saved>>,
+    relu: bool,
+    residual: bool,
+    affine: bool,
+}
+
+/// The gradients [`BatchNormTape::backward`] returns.
+#[derive(Debug, Clone)]
+pub struct BatchNormGrads {
+    /// The input's gradient.
+    pub input: Tensor,
+    /// The residual's gradient, when the forward pass added one.
+    pub residual: Option<Tensor>,
+    /// The weight's and the bias's gradients, when the forward pass had them.
+    pub weight_and_bias: Option<(Tensor, Tensor)>,
+}
+
+/// [`batch_norm_train`] (no `residual`) or [`batch_norm_add_relu_train`] (then `relu` must be
+/// true) outside candle's graph: the output records no op, and the returned tape computes the
+/// gradients the graph would, for a network that runs its own backward pass. The same kernels
+/// in the same order, so the same values.
+///
+/// # Errors
+/// Besides those of the graph versions: operands that are not `f32`/`f64` on the CPU (check
+/// [`taped_backward_applies`] first), and a residual without the ReLU.
+///
+/// # Shapes
+/// As [`batch_norm_train`]; `residual` as `x`.
+pub fn batch_norm_train_taped(
+    x: &Tensor,
+    weight_and_bias: Option<(&Tensor, &Tensor)>,
+    eps: f64,
+    relu: bool,
+    residual: Option<&Tensor>,
+) -> Result<(Tensor, BatchNormStats, BatchNormTape)> {
+    let (c, count) = check_shapes(x, weight_and_bias)?;
+    let cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == x.dtype();
+    if !taped_backward_applies(x) || !weight_and_bias.is_none_or(|(w, b)| cpu(w) && cpu(b)) {
+        candle::bail!("batch_norm_train_taped: needs f32 or f64 operands on the CPU, got {:?}", x.dtype());
+    }
+    let x = x.detach().contiguous()?;
+    let wb = weight_and_bias.map(|(w, b)| (w.detach(), b.detach()));
+    let saved = Arc::new(OnceLock::new());
+    let y = match residual {
+        Some(r) => {
+            if !relu {
+                candle::bail!("batch_norm_train_taped: a residual is added before the ReLU only");
+            }
+            if r.shape() != x.shape() {
+                candle::bail!("batch_norm: residual {:?} does not match input {:?}", r.shape(), x.shape());
+            }
+            if !cpu(r) {
+                candle::bail!("batch_norm_train_taped: the residual must be {:?} on the CPU", x.dtype());
+            }
+            let op = AddReluOp { eps, saved: saved.clone() };
+            let r = r.detach().contiguous()?;
+            match &wb {
+                Some((w, b)) => x.apply_op3(&r, &Tensor::cat(&[w, b], 0)?, op)?,
+                None => x.apply_op2(&r, op)?,
+            }
+        }
+        None => {
+            let op = BatchNormOp { eps, relu, saved: saved.clone() };
+            match &wb {
+                Some((w, b)) => x.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?,
+                None => x.apply_op1(op)?,
+            }
+        }
+    };
+    let stats = stats(&saved, c, count, &x)?;
+    let tape = BatchNormTape { saved, relu, residual: residual.is_some(), affine: wb.is_some() };
+    Ok((y, stats, tape))
+}
+
+/// Whether [`batch_norm_train_taped`] takes `x`: `f32`/`f64` on the CPU, our kernels not
+/// switched off ([`crate::KernelOptions::stock`]).
+pub fn taped_backward_applies(x: &Tensor) -> bool {
+    x.device().is_cpu() && on_fast_path(x)
+}
+
+impl BatchNormTape {
+    /// The gradients for `dy`, the gradient of the output `y`, given the forward pass's input
+    /// `x` (`y` is read only when a residual was added: its zeros are the ReLU's mask).
+    ///
+    /// # Shapes
+    /// - `x`, `y`, `dy`: the forward pass's input shape
+    pub fn backward(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<BatchNormGrads> {
+        let x = &x.contiguous()?;
+        let (dx, dr, dw, db) = if self.residual {
+            let g = dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluMask)?;
+            let (dx, dw, db) = grads(x, &g, false, &self.saved)?;
+            (dx, Some(g), dw, db)
+        } else {
+            let (dx, dw, db) = grads(x, dy, self.relu, &self.saved)?;
+            (dx, None, dw, db)
+        };
+        Ok(BatchNormGrads { input: dx, residual: dr, weight_and_bias: self.affine.then_some((dw, db)) })
+    }
+}
+
 /// Checks `x` against `weight_and_bias`; returns the channels and the values per channel.
 fn check_shapes(x: &Tensor, weight_and_bias: Option<(&Tensor, &Tensor)>) -> Result<(usize, usize)> {
     let dims = x.dims();

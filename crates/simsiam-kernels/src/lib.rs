@@ -7,7 +7,9 @@
 //! - [`batch_norm_train`]: training-mode batch normalisation (statistics, normalisation,
 //!   affine and an optional ReLU) as one op per direction, and [`batch_norm_add_relu_train`],
 //!   which also adds a residual block's identity before the ReLU; [`batch_norm_eval`]:
-//!   evaluation mode (running statistics, the residual, the ReLU) in one pass on the CPU.
+//!   evaluation mode (running statistics, the residual, the ReLU) in one pass on the CPU;
+//!   [`batch_norm_train_taped`]: training mode outside candle's graph, with a tape for a
+//!   network's own backward pass (candle's autograd zero-fills every gradient and adds into it).
 //! - [`linear`]: a fully connected layer's `x wᵀ` and its gradients on the same product.
 //! - [`max_pool2d`]: PyTorch's `MaxPool2d` with padding and overlapping windows (candle's has
 //!   neither), forward and backward.
@@ -43,12 +45,15 @@ mod testing;
 mod view;
 
 pub use allocator::keep_freed_memory;
-pub use batch_norm::{BatchNormStats, batch_norm_add_relu_train, batch_norm_train};
+pub use batch_norm::{
+    BatchNormGrads, BatchNormStats, BatchNormTape, batch_norm_add_relu_train, batch_norm_train,
+    batch_norm_train_taped, taped_backward_applies,
+};
 pub use batch_norm_eval::batch_norm_eval;
 pub use candle_threads::park_idle_candle_threads;
 pub use conv::{Conv2dParams, conv2d, conv2d_input_grad, conv2d_weight_grad};
 pub use linear::linear;
-pub use max_pool::{MaxPool2dConfig, max_pool2d};
+pub use max_pool::{MaxPool2dConfig, max_pool2d, max_pool2d_backward};
 pub use options::{Isa, KernelOptions, Winograd, kernel_options, set_kernel_options};
 pub use sgd_step::{SgdStep, sgd_step};
 

@@ -47,6 +47,17 @@ pub fn max_pool2d(x: &Tensor, config: MaxPool2dConfig) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool2d(config))
 }
 
+/// The gradient of [`max_pool2d`] with respect to its input `x`, given `dy`, the gradient of
+/// its output: each window's gradient goes to its first maximum. Not differentiable.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, h, w]`, `dy`: [`max_pool2d`]'s output shape
+/// - returns `x`'s shape
+pub fn max_pool2d_backward(x: &Tensor, dy: &Tensor, config: MaxPool2dConfig) -> Result<Tensor> {
+    x.dims4()?;
+    x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &MaxPool2dBackward(config))
+}
+
 struct MaxPool2d(MaxPool2dConfig);
 
 /// Input geometry shared by the forward and backward kernels.

@@ -111,19 +111,29 @@ pub struct KernelOptions {
     /// Columns of one chunk of a convolution's unfolded input (2048 by default; a tuning
     /// knob for experiments).
     pub conv_columns: usize,
+    /// Whether networks that have their own training backward pass on these kernels (the
+    /// ResNets of `simsiam-models`) use it instead of candle's autograd (true by default;
+    /// false for comparisons). Both give the same gradients.
+    pub taped_backward: bool,
 }
 
 impl Default for KernelOptions {
     fn default() -> Self {
-        Self { max_isa: Isa::Avx512, winograd: Winograd::Auto, stock: false, conv_columns: 2048 }
+        Self {
+            max_isa: Isa::Avx512,
+            winograd: Winograd::Auto,
+            stock: false,
+            conv_columns: 2048,
+            taped_backward: true,
+        }
     }
 }
 
 impl KernelOptions {
     /// The options named by the variables `SIMSIAM_ISA` (`portable`, `avx2`, `avx512`),
     /// `SIMSIAM_WINOGRAD` (`0` off, `1` always), `SIMSIAM_STOCK_KERNELS` (`1`) and
-    /// `SIMSIAM_CONV_COLUMNS` (a positive count), looked up through `var`; unset ones keep
-    /// their defaults. Programs pass `|k| std::env::var(k).ok()`.
+    /// `SIMSIAM_CONV_COLUMNS` (a positive count) and `SIMSIAM_TAPED_BACKWARD` (`0` for candle's
+    /// autograd), looked up through `var`; unset ones keep their defaults. Programs pass `|k| std::env::var(k).ok()`.
     ///
     /// # Errors
     /// A message naming the variable and the value it could not take.
@@ -150,6 +160,11 @@ impl KernelOptions {
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| format!("SIMSIAM_CONV_COLUMNS: expected a positive count, got `{v}`"))?;
         }
+        options.taped_backward = match var("SIMSIAM_TAPED_BACKWARD").as_deref() {
+            None | Some("") | Some("1") => true,
+            Some("0") => false,
+            Some(v) => return Err(format!("SIMSIAM_TAPED_BACKWARD: expected 0 or 1, got `{v}`")),
+        };
         Ok(options)
     }
 }
@@ -158,6 +173,7 @@ static MAX_ISA: AtomicU8 = AtomicU8::new(Isa::Avx512 as u8);
 static WINOGRAD: AtomicU8 = AtomicU8::new(Winograd::Auto as u8);
 static STOCK: AtomicU8 = AtomicU8::new(0);
 static CONV_COLUMNS: AtomicUsize = AtomicUsize::new(2048);
+static TAPED_BACKWARD: AtomicU8 = AtomicU8::new(1);
 
 /// Installs `options` for every kernel call that starts after it, process-wide.
 pub fn set_kernel_options(options: KernelOptions) {
@@ -171,6 +187,7 @@ fn store(options: KernelOptions) {
     WINOGRAD.store(options.winograd as u8, Ordering::Relaxed);
     STOCK.store(options.stock as u8, Ordering::Relaxed);
     CONV_COLUMNS.store(options.conv_columns.max(1), Ordering::Relaxed);
+    TAPED_BACKWARD.store(options.taped_backward as u8, Ordering::Relaxed);
 }
 
 /// The installed options ([`KernelOptions::default`] until a program sets others).
@@ -185,6 +202,7 @@ pub fn kernel_options() -> KernelOptions {
         winograd: winograd.unwrap_or_default(),
         stock: STOCK.load(Ordering::Relaxed) == 1,
         conv_columns: CONV_COLUMNS.load(Ordering::Relaxed),
+        taped_backward: TAPED_BACKWARD.load(Ordering::Relaxed) == 1,
     }
 }
 
@@ -238,6 +256,7 @@ mod tests {
             ("SIMSIAM_WINOGRAD", "1"),
             ("SIMSIAM_STOCK_KERNELS", "1"),
             ("SIMSIAM_CONV_COLUMNS", "512"),
+            ("SIMSIAM_TAPED_BACKWARD", "0"),
         ]))
         .expect("valid variables");
         assert_eq!(
@@ -246,7 +265,8 @@ mod tests {
                 max_isa: Isa::Portable,
                 winograd: Winograd::Always,
                 stock: true,
-                conv_columns: 512
+                conv_columns: 512,
+                taped_backward: false,
             }
         );
         let off = KernelOptions::from_vars(vars(&[("SIMSIAM_WINOGRAD", "0")])).expect("valid");
@@ -260,6 +280,7 @@ mod tests {
             ("SIMSIAM_WINOGRAD", "yes"),
             ("SIMSIAM_STOCK_KERNELS", "2"),
             ("SIMSIAM_CONV_COLUMNS", "0"),
+            ("SIMSIAM_TAPED_BACKWARD", "no"),
         ] {
             let err = KernelOptions::from_vars(vars(&[(name, value)])).expect_err(name);
             assert!(err.contains(name) && err.contains(value), "{err}");

@@ -9,7 +9,8 @@
 //! Options: `--model imagenet-r18|cifar-r18`, `--batch N` (64), `--steps N` (5), `--warmup N`
 //! (1). `RAYON_NUM_THREADS` sets the threads; steps run on candle's compute pool as the
 //! trainer's do (`SIMSIAM_OUTSIDE_POOL=1`: from the main thread, for comparison);
-//! `SIMSIAM_STOCK_KERNELS=1` runs candle's stock convolution and batch norm instead of ours.
+//! `SIMSIAM_STOCK_KERNELS=1` runs candle's stock convolution and batch norm instead of ours;
+//! `SIMSIAM_TAPED_BACKWARD=0` the backbone's backward pass through candle's autograd.
 //! `tools/bench/bench_step_torch.py` does the same step in PyTorch.
 
 use std::time::Instant;
@@ -53,10 +54,12 @@ fn parse_args() -> Args {
 /// Seconds spent in forward+loss, backward and update.
 fn step(model: &SimSiam<ResNet>, varmap: &VarMap, x0: &Tensor, x1: &Tensor, lr: f64) -> Result<[f64; 3]> {
     let t0 = Instant::now();
-    let out = model.forward_views(x0, x1, true)?;
+    // As the trainer steps: the backbone's own backward pass unless SIMSIAM_TAPED_BACKWARD=0.
+    let pass = model.forward_views_train(x0, x1)?;
+    let out = &pass.out;
     let loss = symmetric_loss(&NegativeCosineSimilarity::default(), &out.p0, &out.z1, &out.p1, &out.z0)?;
     let t1 = Instant::now();
-    let grads = loss.backward()?;
+    let grads = pass.backward(&loss)?;
     let t2 = Instant::now();
     let plain = SgdStep { lr, momentum: 0.0, weight_decay: 0.0, nesterov: false };
     let vars = varmap.data().lock().expect("varmap lock");

@@ -5,9 +5,15 @@
 use std::fmt;
 use std::sync::Arc;
 
+use candle::backprop::GradStore;
 use candle::{DType, ModuleT, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
-use simsiam_kernels::{BatchNormStats, batch_norm_add_relu_train, batch_norm_eval, batch_norm_train};
+use simsiam_kernels::{
+    BatchNormStats, BatchNormTape, batch_norm_add_relu_train, batch_norm_eval, batch_norm_train,
+    batch_norm_train_taped,
+};
+
+use crate::backbone::accumulate;
 
 /// A differentiable elementwise sum over the replicas of a data-parallel run: every replica
 /// calls it in the same order and receives the same sum, and its backward pass sums the
@@ -191,6 +197,46 @@ impl BatchNorm {
         let dtype = rm.dtype();
         self.running_mean.set(&((rm * (1.0 - m))? + (mean.to_dtype(dtype)? * m)?)?)?;
         self.running_var.set(&((rv * (1.0 - m))? + (var.to_dtype(dtype)? * (m * unbiased))?)?)
+    }
+
+    /// Whether [`Self::forward_taped`] runs for `x`: local statistics, `x` in the statistics'
+    /// dtype, on our CPU kernels.
+    pub(crate) fn tapes(&self, x: &Tensor) -> bool {
+        matches!(self.stats, BatchStats::Local)
+            && x.dtype() == self.running_mean.dtype()
+            && simsiam_kernels::taped_backward_applies(x)
+    }
+
+    /// Training mode outside candle's graph: `relu?(bn(x) (+ residual))` (a residual needs
+    /// `relu`), updating the running statistics as [`Self::forward_t`] does, and the tape for
+    /// [`Self::backward_taped`].
+    pub(crate) fn forward_taped(
+        &self,
+        x: &Tensor,
+        relu: bool,
+        residual: Option<&Tensor>,
+    ) -> Result<(Tensor, BatchNormTape)> {
+        let (y, stats, tape) = batch_norm_train_taped(x, self.weight_and_bias(), self.eps, relu, residual)?;
+        self.update_running(&stats.mean, &stats.var, unbiased_factor(&stats))?;
+        Ok((y, tape))
+    }
+
+    /// Adds the weight's and bias's gradients for the taped pass `x -> y` and the output
+    /// gradient `dy` to `grads`; returns the input's and (when one was added) the residual's
+    /// gradients.
+    pub(crate) fn backward_taped(
+        &self,
+        tape: &BatchNormTape,
+        (x, y): (&Tensor, &Tensor),
+        dy: &Tensor,
+        grads: &mut GradStore,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let g = tape.backward(x, y, dy)?;
+        if let (Some((w, b)), Some((dw, db))) = (&self.weight_and_bias, g.weight_and_bias) {
+            accumulate(grads, w, dw)?;
+            accumulate(grads, b, db)?;
+        }
+        Ok((g.input, g.residual))
     }
 
     /// Evaluation mode: `relu?(bn(x) (+ residual))` with the running statistics, one fused op

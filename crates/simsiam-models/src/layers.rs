@@ -2,12 +2,14 @@
 //! default initialisations: a bias-free convolution on our kernels ([`simsiam_kernels`]) and a
 //! linear layer, and their builders in candle-nn's style.
 
+use candle::backprop::GradStore;
 use candle::{DType, Module, Result, Tensor};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, Linear, VarBuilder};
 use simsiam_kernels::Conv2dParams;
 
 use crate::Precision;
+use crate::backbone::accumulate;
 
 /// Stride and zero padding of a [`Conv2d`], the same on both axes (1 and 0 by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +56,37 @@ impl Conv2d {
     /// Stride and padding.
     pub fn config(&self) -> Conv2dConfig {
         Conv2dConfig { stride: self.params.stride, padding: self.params.padding }
+    }
+
+    /// Whether [`Self::forward_taped`] and [`Self::backward_taped`] run for this layer.
+    pub(crate) fn tapes(&self) -> bool {
+        self.precision == Precision::F32
+    }
+
+    /// The `f32` forward pass outside candle's graph, for a network's own backward pass.
+    pub(crate) fn forward_taped(&self, x: &Tensor) -> Result<Tensor> {
+        simsiam_kernels::conv2d(&x.detach(), &self.weight.detach(), self.params)
+    }
+
+    /// Adds the weight's gradient for input `x` and output gradient `dy` to `grads`; returns
+    /// the input's gradient when `input_grad` (a network's first layer needs none).
+    pub(crate) fn backward_taped(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        input_grad: bool,
+        grads: &mut GradStore,
+    ) -> Result<Option<Tensor>> {
+        let (_, _, h, w) = x.dims4()?;
+        let (_, _, kh, kw) = self.weight.dims4()?;
+        let dx = if input_grad {
+            Some(simsiam_kernels::conv2d_input_grad(dy, &self.weight.detach(), self.params, (h, w))?)
+        } else {
+            None
+        };
+        let dw = simsiam_kernels::conv2d_weight_grad(x, dy, self.params, (kh, kw))?;
+        accumulate(grads, &self.weight, dw)?;
+        Ok(dx)
     }
 }
 

@@ -55,7 +55,7 @@ mod precision;
 mod resnet;
 mod simsiam;
 
-pub use backbone::Backbone;
+pub use backbone::{Backbone, BackboneTape};
 pub use batch_norm::{
     AllReduceSum, BatchNorm, BatchNormConfig, BatchStats, SyncedStats, batch_norm, synced_batch_norm_train,
 };
@@ -64,7 +64,7 @@ pub use init::seeded_var_builder;
 pub use layers::{Conv2d, Conv2dConfig, conv2d, linear};
 pub use precision::Precision;
 pub use resnet::{Block, ResNet, ResNetConfig, Stem};
-pub use simsiam::{SimSiam, TwoViewOutput, ViewOutput};
+pub use simsiam::{SimSiam, TrainingPass, TwoViewOutput, ViewOutput};
 /// The kernels crate the layers run on, re-exported for programs that set its options.
 pub use simsiam_kernels as kernels;
 pub use simsiam_kernels::{MaxPool2dConfig, max_pool2d};

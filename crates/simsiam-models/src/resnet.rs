@@ -2,10 +2,13 @@
 //! and the CIFAR variant's 3x3 stem.
 
 use candle::{D, Module, ModuleT, Result, Tensor};
+
+mod tape;
 use candle_nn::VarBuilder;
 
 use simsiam_kernels::{MaxPool2dConfig, max_pool2d};
 
+use crate::backbone::BackboneTape;
 use crate::batch_norm::zero_batch_norm;
 use crate::layers::{Conv2d, Conv2dConfig, conv2d};
 use crate::{Backbone, BatchNorm, BatchNormConfig, Precision, batch_norm};
@@ -195,6 +198,18 @@ impl ResNet {
 impl Backbone for ResNet {
     fn feature_dim(&self) -> usize {
         self.feature_dim
+    }
+
+    /// On the CPU with `f32`/`f64` convolutions and local batch statistics (unless
+    /// [`simsiam_kernels::KernelOptions::taped_backward`] is off), our own backward pass: the
+    /// gradients candle's autograd gives (`tests/taped_backward.rs` compares them), without its
+    /// zero-filled buffer and addition per node.
+    fn forward_taped(&self, x: &Tensor) -> Result<Option<(Tensor, Box<dyn BackboneTape + '_>)>> {
+        if !tape::applies(self, x) {
+            return Ok(None);
+        }
+        let (features, tape) = tape::forward(self, x)?;
+        Ok(Some((features, Box::new(tape))))
     }
 }
 

@@ -1,9 +1,11 @@
 //! The SimSiam model: a backbone, a projection MLP and a prediction MLP (SimSiam paper,
 //! Section 3 and Algorithm 1).
 
-use candle::{ModuleT, Result, Tensor};
+use candle::backprop::GradStore;
+use candle::{ModuleT, Result, Tensor, Var};
 use candle_nn::VarBuilder;
 
+use crate::backbone::BackboneTape;
 use crate::{Backbone, PredictionHead, PredictionHeadConfig, ProjectionHead, ProjectionHeadConfig};
 
 /// The outputs of one view: its backbone features `f`, its projection `z`, detached (the
@@ -106,7 +108,11 @@ impl<B: Backbone> SimSiam<B> {
     /// - returns `f`, `[batch, feature_dim]`, and `z` and `p`, each `[batch, projection
     ///   output_dim]`
     pub fn forward_view(&self, x: &Tensor, train: bool) -> Result<ViewOutput> {
-        let f = self.backbone.forward_t(x, train)?;
+        self.heads(self.backbone.forward_t(x, train)?, train)
+    }
+
+    /// `z` and `p` from the features `f`.
+    fn heads(&self, f: Tensor, train: bool) -> Result<ViewOutput> {
         let z = self.projection_head.forward_t(&f, train)?;
         let p = self.prediction_head.forward_t(&z, train)?;
         Ok(ViewOutput { f, z: z.detach(), p })
@@ -122,6 +128,70 @@ impl<B: Backbone> SimSiam<B> {
     pub fn forward_views(&self, x0: &Tensor, x1: &Tensor, train: bool) -> Result<TwoViewOutput> {
         let v0 = self.forward_view(x0, train)?;
         let v1 = self.forward_view(x1, train)?;
-        Ok(TwoViewOutput { f0: v0.f, f1: v1.f, z0: v0.z, z1: v1.z, p0: v0.p, p1: v1.p })
+        Ok(TwoViewOutput::new(v0, v1))
+    }
+
+    /// [`Self::forward_views`] in training mode for a training step, whose gradients come
+    /// from [`TrainingPass::backward`]: where the backbone has its own backward pass
+    /// ([`Backbone::forward_taped`], [`crate::ResNet`] on the CPU), its features enter
+    /// candle's graph as leaf variables and that pass carries their gradients through it. The
+    /// outputs and the gradients are those of `forward_views(x0, x1, true)` and
+    /// `loss.backward()`.
+    ///
+    /// # Shapes
+    /// As [`Self::forward_views`].
+    pub fn forward_views_train(&self, x0: &Tensor, x1: &Tensor) -> Result<TrainingPass<'_>> {
+        let mut tapes = Vec::new();
+        let v0 = self.forward_view_train(x0, &mut tapes)?;
+        let v1 = self.forward_view_train(x1, &mut tapes)?;
+        Ok(TrainingPass { out: TwoViewOutput::new(v0, v1), tapes })
+    }
+
+    fn forward_view_train<'a>(&'a self, x: &Tensor, tapes: &mut Vec<Taped<'a>>) -> Result<ViewOutput> {
+        let Some((f, tape)) = self.backbone.forward_taped(x)? else {
+            return self.forward_view(x, true);
+        };
+        let f = Var::from_tensor(&f)?;
+        let out = self.heads(f.as_tensor().clone(), true)?;
+        tapes.push((f, tape));
+        Ok(out)
+    }
+}
+
+impl TwoViewOutput {
+    fn new(v0: ViewOutput, v1: ViewOutput) -> Self {
+        Self { f0: v0.f, f1: v1.f, z0: v0.z, z1: v1.z, p0: v0.p, p1: v1.p }
+    }
+}
+
+/// A backbone's taped pass and the leaf variable its features became.
+type Taped<'a> = (Var, Box<dyn BackboneTape + 'a>);
+
+/// The forward pass of a training step ([`SimSiam::forward_views_train`]) and what its
+/// backward pass needs.
+pub struct TrainingPass<'a> {
+    /// The two views' outputs, for the loss.
+    pub out: TwoViewOutput,
+    tapes: Vec<Taped<'a>>,
+}
+
+impl TrainingPass<'_> {
+    /// Whether the backbone runs its own backward pass (else candle's autograd does it all).
+    pub fn taped(&self) -> bool {
+        !self.tapes.is_empty()
+    }
+
+    /// The gradients of `loss`, computed from [`Self::out`], with respect to every variable
+    /// it depends on: candle's autograd through the heads (and anything else in `loss`), then
+    /// the backbone's own backward pass from its features' gradients.
+    pub fn backward(self, loss: &Tensor) -> Result<GradStore> {
+        let mut grads = loss.backward()?;
+        for (f, tape) in self.tapes.into_iter().rev() {
+            // Features the loss does not depend on give the backbone no gradient, as in candle.
+            if let Some(grad) = grads.remove(f.as_tensor()) {
+                tape.backward(&grad, &mut grads)?;
+            }
+        }
+        Ok(grads)
     }
 }

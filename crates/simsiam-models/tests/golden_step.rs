@@ -81,14 +81,18 @@ fn check(case: Case) -> Result<()> {
 
     let (tol, zero) = tolerances(case.dtype);
     let mut report = Report::default();
-    let out = model.forward_views(x0, x1, true)?;
+    // The trainer's path: the backbone's own backward pass (tests/taped_backward.rs shows it
+    // gives candle's autograd's gradients exactly).
+    let pass = model.forward_views_train(x0, x1)?;
+    assert!(pass.taped(), "the training step did not take the backbone's own backward pass");
+    let out = pass.out.clone();
     let loss = symmetric_loss(&NegativeCosineSimilarity::default(), &out.p0, &out.z1, &out.p1, &out.z0)?;
     for (name, ours) in [("z0", &out.z0), ("z1", &out.z1), ("p0", &out.p0), ("p1", &out.p1)] {
         report.check(name, ours, &fx[name], tol, zero)?;
     }
     report.check("loss", &loss.reshape(1)?, &fx["loss"], tol, zero)?;
 
-    let grads = loss.backward()?;
+    let grads = pass.backward(&loss)?;
     let vars = varmap.data().lock().expect("varmap lock");
     let mut keys: Vec<&String> = fx.keys().collect();
     keys.sort();
