@@ -196,14 +196,17 @@ impl BatchNormTape {
     pub fn backward(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<BatchNormGrads> {
         let x = &x.contiguous()?;
         let (dx, dr, dw, db) = if self.residual {
-            let g = dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluMask)?;
-            let (dx, dw, db) = grads(x, &g, false, &self.saved)?;
-            (dx, Some(g), dw, db)
+            let (dx, dr, dw, db) = add_relu_grads(x, y, dy, &self.saved)?;
+            (dx, Some(dr), dw, db)
         } else {
             let (dx, dw, db) = grads(x, dy, self.relu, &self.saved)?;
             (dx, None, dw, db)
         };
-        Ok(BatchNormGrads { input: dx, residual: dr, weight_and_bias: self.affine.then_some((dw, db)) })
+        // Copies: as views, the parameters' gradients would keep the input-sized buffer they
+        // share with `dx` alive until the optimiser's step.
+        let weight_and_bias =
+            self.affine.then(|| Ok::<_, candle::Error>((dw.copy()?, db.copy()?))).transpose()?;
+        Ok(BatchNormGrads { input: dx, residual: dr, weight_and_bias })
     }
 }
 
@@ -663,6 +666,20 @@ impl BatchNormOp {
     }
 }
 
+/// `(dx, dresidual, dweight, dbias)` of `relu(bn(x) + residual) = y` from `dy` at `y`: `dy`
+/// masked where `y` is zero is the residual's gradient and the normalisation's output
+/// gradient.
+fn add_relu_grads(
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    saved: &Arc<OnceLock<Saved>>,
+) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+    let g = dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluMask)?;
+    let (dx, dw, db) = grads(x, &g, false, saved)?;
+    Ok((dx, g, dw, db))
+}
+
 /// `(dx, dweight, dbias)` from `dy` at the op's output (before the ReLU when `relu` is false).
 fn grads(
     x: &Tensor,
@@ -787,12 +804,9 @@ impl AddReluOp {
         Ok(with_float!(x, Self::NAME, |T| go::<T>(self, (x, lx), (r, lr), wb, d)?))
     }
 
-    /// `(dx, dresidual, dweight, dbias)`: `dy` masked where the output is zero is the
-    /// residual's gradient and the normalisation's output gradient.
+    /// `(dx, dresidual, dweight, dbias)` ([`add_relu_grads`]).
     fn grads(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
-        let g = dy.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &ReluMask)?;
-        let (dx, dw, db) = grads(x, &g, false, &self.saved)?;
-        Ok((dx, g, dw, db))
+        add_relu_grads(x, y, dy, &self.saved)
     }
 }
 

@@ -2,8 +2,6 @@
 //! and the CIFAR variant's 3x3 stem.
 
 use candle::{D, Module, ModuleT, Result, Tensor};
-
-mod tape;
 use candle_nn::VarBuilder;
 
 use simsiam_kernels::{MaxPool2dConfig, max_pool2d};
@@ -12,6 +10,8 @@ use crate::backbone::BackboneTape;
 use crate::batch_norm::zero_batch_norm;
 use crate::layers::{Conv2d, Conv2dConfig, conv2d};
 use crate::{Backbone, BatchNorm, BatchNormConfig, Precision, batch_norm};
+
+mod tape;
 
 /// The residual block family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
