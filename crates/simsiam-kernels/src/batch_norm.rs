@@ -50,13 +50,8 @@ pub fn batch_norm_train(
     if !fast_operands(x, weight_and_bias) {
         return stock(x, weight_and_bias, eps, relu);
     }
-    let saved = Arc::new(OnceLock::new());
-    let op = BatchNormOp { eps, relu, saved: saved.clone() };
     let x = x.contiguous()?;
-    let y = match weight_and_bias {
-        Some((w, b)) => x.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?,
-        None => x.apply_op1(op)?,
-    };
+    let (y, saved) = apply_batch_norm(&x, weight_and_bias, eps, relu)?;
     Ok((y, stats(&saved, c, count, &x)?))
 }
 
@@ -92,15 +87,44 @@ pub fn batch_norm_add_relu_train(
         let (y, stats) = batch_norm_train(x, weight_and_bias, eps, false)?;
         return Ok(((y + residual)?.relu()?, stats));
     }
+    let x = x.contiguous()?;
+    let (y, saved) = apply_add_relu(&x, weight_and_bias, eps, residual)?;
+    Ok((y, stats(&saved, c, count, &x)?))
+}
+
+/// [`BatchNormOp`] on a contiguous `x`, recorded in candle's graph where an operand is
+/// tracked: the output and the statistics the op saved.
+fn apply_batch_norm(
+    x: &Tensor,
+    weight_and_bias: Option<(&Tensor, &Tensor)>,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Arc<OnceLock<Saved>>)> {
+    let saved = Arc::new(OnceLock::new());
+    let op = BatchNormOp { eps, relu, saved: saved.clone() };
+    let y = match weight_and_bias {
+        Some((w, b)) => x.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?,
+        None => x.apply_op1(op)?,
+    };
+    Ok((y, saved))
+}
+
+/// [`AddReluOp`] on a contiguous `x`, as [`apply_batch_norm`].
+fn apply_add_relu(
+    x: &Tensor,
+    weight_and_bias: Option<(&Tensor, &Tensor)>,
+    eps: f64,
+    residual: &Tensor,
+) -> Result<(Tensor, Arc<OnceLock<Saved>>)> {
     let saved = Arc::new(OnceLock::new());
     let op = AddReluOp { eps, saved: saved.clone() };
-    let (x, residual) = (x.contiguous()?, residual.contiguous()?);
+    let residual = residual.contiguous()?;
     let y = match weight_and_bias {
         // One operand for both, as candle's custom ops take at most three.
         Some((w, b)) => x.apply_op3(&residual, &Tensor::cat(&[w, b], 0)?, op)?,
         None => x.apply_op2(&residual, op)?,
     };
-    Ok((y, stats(&saved, c, count, &x)?))
+    Ok((y, saved))
 }
 
 /// What a training-mode batch norm run outside candle's graph ([`batch_norm_train_taped`])
@@ -143,14 +167,13 @@ pub fn batch_norm_train_taped(
     residual: Option<&Tensor>,
 ) -> Result<(Tensor, BatchNormStats, BatchNormTape)> {
     let (c, count) = check_shapes(x, weight_and_bias)?;
-    let cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == x.dtype();
-    if !taped_backward_applies(x) || !weight_and_bias.is_none_or(|(w, b)| cpu(w) && cpu(b)) {
+    if !(x.device().is_cpu() && fast_operands(x, weight_and_bias)) {
         candle::bail!("batch_norm_train_taped: needs f32 or f64 operands on the CPU, got {:?}", x.dtype());
     }
     let x = x.detach().contiguous()?;
     let wb = weight_and_bias.map(|(w, b)| (w.detach(), b.detach()));
-    let saved = Arc::new(OnceLock::new());
-    let y = match residual {
+    let wb = wb.as_ref().map(|(w, b)| (w, b));
+    let (y, saved) = match residual {
         Some(r) => {
             if !relu {
                 candle::bail!("batch_norm_train_taped: a residual is added before the ReLU only");
@@ -158,23 +181,12 @@ pub fn batch_norm_train_taped(
             if r.shape() != x.shape() {
                 candle::bail!("batch_norm: residual {:?} does not match input {:?}", r.shape(), x.shape());
             }
-            if !cpu(r) {
+            if r.dtype() != x.dtype() || !r.device().is_cpu() {
                 candle::bail!("batch_norm_train_taped: the residual must be {:?} on the CPU", x.dtype());
             }
-            let op = AddReluOp { eps, saved: saved.clone() };
-            let r = r.detach().contiguous()?;
-            match &wb {
-                Some((w, b)) => x.apply_op3(&r, &Tensor::cat(&[w, b], 0)?, op)?,
-                None => x.apply_op2(&r, op)?,
-            }
+            apply_add_relu(&x, wb, eps, &r.detach())?
         }
-        None => {
-            let op = BatchNormOp { eps, relu, saved: saved.clone() };
-            match &wb {
-                Some((w, b)) => x.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?,
-                None => x.apply_op1(op)?,
-            }
-        }
+        None => apply_batch_norm(&x, wb, eps, relu)?,
     };
     let stats = stats(&saved, c, count, &x)?;
     let tape = BatchNormTape { saved, relu, residual: residual.is_some(), affine: wb.is_some() };

@@ -133,7 +133,8 @@ impl KernelOptions {
     /// The options named by the variables `SIMSIAM_ISA` (`portable`, `avx2`, `avx512`),
     /// `SIMSIAM_WINOGRAD` (`0` off, `1` always), `SIMSIAM_STOCK_KERNELS` (`1`) and
     /// `SIMSIAM_CONV_COLUMNS` (a positive count) and `SIMSIAM_TAPED_BACKWARD` (`0` for candle's
-    /// autograd), looked up through `var`; unset ones keep their defaults. Programs pass `|k| std::env::var(k).ok()`.
+    /// autograd), looked up through `var`; unset ones keep their defaults. Programs pass
+    /// `|k| std::env::var(k).ok()`.
     ///
     /// # Errors
     /// A message naming the variable and the value it could not take.

@@ -138,7 +138,8 @@ impl<B: Backbone> Stepper<B> {
     ) -> Result<StepOutput> {
         self.optimizer.set_lr(lr, self.base_lr);
         // The backbone's own backward pass where it has one (ResNet on the CPU): the same
-        // gradients as candle's autograd, 15% faster in the cifar10-cpu recipe.
+        // gradients as candle's autograd, 8-11% faster in the cifar10-cpu recipe
+        // (docs/performance-step.md).
         let pass = self.model.forward_views_train(x0, x1)?;
         let out = &pass.out;
         let loss = symmetric_loss(self.loss.as_ref(), &out.p0, &out.z1, &out.p1, &out.z0)?;
