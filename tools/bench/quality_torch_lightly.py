@@ -4,7 +4,7 @@
 with kNN at fixed minute marks: the reference side of `cargo xtask bench quality`.
 
     python tools/bench/quality_torch_lightly.py --config RUN/config.toml --data DIR \
-        --out torch.jsonl [--minutes 60] [--marks 15,30,45,60] [--threads 1]
+        --out torch.jsonl [--minutes 60] [--marks 15,30,45,60] [--threads 1] [--epochs E]
 
 The recipe is read from our run's config.toml (what `simsiam pretrain` wrote), so both sides
 train the same recipe:
@@ -22,7 +22,8 @@ train the same recipe:
   the predictor in a group of its own that keeps the base rate when `train.fixed_predictor_lr`;
   the rate `base_lr` (times batch / 256 when `scale_lr`) on our cosine schedule
   (simsiam_train::CosineSchedule: linear warmup from 1/warmup, cosine to 0) stepped per
-  iteration, per epoch, or held (constant), over `train.epochs`;
+  iteration, per epoch, or held (constant), over `train.epochs` (or `--epochs`, which
+  `bench quality --epochs fit` gives each side from its own measured speed);
 - data: the 50,000 training images, shuffled (seeded), `train.batch_size`, full batches only,
   `data.workers` loader processes; kNN (`train.knn_k`, `train.knn_t`, Lightly's
   `knn_predict`) with the 50,000 training images without augmentation as the bank and the
@@ -164,11 +165,16 @@ def main():
     p.add_argument("--minutes", type=float, default=0.0, help="training-clock budget (0: none)")
     p.add_argument("--marks", default="", help="minute marks for kNN, e.g. 15,30,45,60")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=0, help="the schedule's length (0: train.epochs)")
     a = p.parse_args()
 
     with open(a.config, "rb") as f:
         cfg = tomllib.load(f)
     d, aug, m, t = cfg["data"], cfg["augment"], cfg["model"], cfg["train"]
+    if a.epochs < 0:
+        sys.exit("--epochs must be zero (the config's) or positive")
+    if a.epochs > 0:
+        t["epochs"] = a.epochs
     if d["dataset"] != "cifar10" or d["limit"] != 0:
         sys.exit("only data.dataset = cifar10 with data.limit = 0 is written here")
     torch.set_num_threads(a.threads)
@@ -296,6 +302,7 @@ def main():
     write(
         "summary",
         steps=step,
+        schedule_epochs=t["epochs"],
         images=step * t["batch_size"],
         train_seconds=clock,
         images_per_s=step * t["batch_size"] / clock if clock > 0 else None,

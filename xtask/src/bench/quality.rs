@@ -28,7 +28,8 @@ pub const USAGE: &str = "\
 \x20 bench quality      time to accuracy, ours then PyTorch + Lightly, the same recipe; writes
                      OUT/quality-<N>min.{json,md,png} (OUT: docs/bench)
                      --minutes N [--marks 15,30,45,60 (default: quarters of N)]
-                     [--epochs E: the schedule's length] [--seeds 0,1,2] (--epochs without
+                     [--epochs E: the schedule's length, or `fit`: each side's own, sized to
+                     the budget from a short run at its measured speed] [--seeds 0,1,2] (--epochs without
                      --minutes: equal epochs, the final kNN of each seed) [--recipe training-md|PRESET]
                      [--set section.key=value]... [--threads 1] [--torch-threads N
                      (default: --threads; each side at its fastest)] [--data data/cifar10]
@@ -60,6 +61,9 @@ pub struct Options {
     pub minutes: Option<f64>,
     pub marks: Vec<f64>,
     pub epochs: Option<usize>,
+    /// `--epochs fit`: each side's schedule sized to the budget from its own speed, measured
+    /// in a short run before its real one ([`fit_minutes`]).
+    pub fit: bool,
     pub seeds: Vec<u64>,
     /// `training-md` or a preset name.
     pub recipe: String,
@@ -88,6 +92,7 @@ impl Options {
             minutes: None,
             marks: Vec::new(),
             epochs: None,
+            fit: false,
             seeds: vec![0],
             recipe: "training-md".into(),
             sets: Vec::new(),
@@ -108,6 +113,7 @@ impl Options {
             match flag.as_str() {
                 "--minutes" => o.minutes = Some(parse_one(flag, value)?),
                 "--marks" => marks = Some(parse_list::<f64>(flag, value)?),
+                "--epochs" if value == "fit" => o.fit = true,
                 "--epochs" => o.epochs = Some(parse_one(flag, value)?),
                 "--seeds" => o.seeds = parse_list(flag, value)?,
                 "--recipe" => o.recipe = value.clone(),
@@ -128,6 +134,9 @@ impl Options {
             o.flags.extend(["--features".to_owned(), features.clone()]);
         }
         match (o.minutes, o.epochs) {
+            (None, _) if o.fit => {
+                bail!("bench quality: --epochs fit sizes the schedule to a budget: give --minutes N")
+            }
             (None, None) => {
                 bail!("bench quality: give --minutes N (a time budget) or --epochs E (equal epochs)")
             }
@@ -161,8 +170,9 @@ impl Options {
     /// The file name's stem: `quality-60min`, `quality-5epochs-3seeds`.
     fn stem(&self) -> String {
         let seeds = if self.seeds.len() > 1 { format!("-{}seeds", self.seeds.len()) } else { String::new() };
+        let fit = if self.fit { "-fit" } else { "" };
         match (self.minutes, self.epochs) {
-            (Some(m), _) => format!("quality-{m}min{seeds}"),
+            (Some(m), _) => format!("quality-{m}min{fit}{seeds}"),
             (None, Some(e)) => format!("quality-{e}epochs{seeds}"),
             (None, None) => "quality".into(),
         }
@@ -170,6 +180,27 @@ impl Options {
 
     /// `simsiam pretrain`'s arguments for `seed`, writing into `run_dir`.
     fn pretrain_args(&self, seed: u64, run_dir: &Path) -> Vec<String> {
+        self.side_args(seed, run_dir, self.epochs, self.minutes, &self.marks)
+    }
+
+    /// The arguments of the short run that measures our speed for `--epochs fit`: the
+    /// recipe as the real run has it, a schedule longer than the run, no kNN.
+    fn calibration_args(&self, seed: u64, run_dir: &Path) -> Vec<String> {
+        let minutes = fit_minutes(self.minutes.unwrap_or(0.0));
+        let mut args = self.side_args(seed, run_dir, Some(CALIBRATION_EPOCHS), Some(minutes), &[]);
+        // After the user's sets: kNN is off the clock, but the calibration has no use for it.
+        args.splice(args.len() - 2..args.len() - 2, ["--set".to_owned(), "train.knn_every=0".to_owned()]);
+        args
+    }
+
+    fn side_args(
+        &self,
+        seed: u64,
+        run_dir: &Path,
+        epochs: Option<usize>,
+        minutes: Option<f64>,
+        marks: &[f64],
+    ) -> Vec<String> {
         let mut args = vec!["pretrain".to_owned()];
         let mut set = |kv: String| args.extend(["--set".to_owned(), kv]);
         if self.recipe == "training-md" {
@@ -180,20 +211,77 @@ impl Options {
         set(format!("train.seed={seed}"));
         // The PyTorch + Lightly script trains no online probe: neither side pays for one.
         set("train.online_probe=false".to_owned());
-        if let Some(epochs) = self.epochs {
+        if let Some(epochs) = epochs {
             set(format!("train.epochs={epochs}"));
         }
-        if let Some(minutes) = self.minutes {
+        if let Some(minutes) = minutes {
             set(format!("train.minutes={minutes}"));
         }
-        if !self.marks.is_empty() {
-            let marks: Vec<String> = self.marks.iter().map(|m| m.to_string()).collect();
+        if !marks.is_empty() {
+            let marks: Vec<String> = marks.iter().map(|m| m.to_string()).collect();
             set(format!("train.knn_at_minutes=[{}]", marks.join(", ")));
         }
         self.sets.iter().for_each(|kv| set(kv.clone()));
         let preset = if self.recipe == "training-md" { "lightly-example" } else { &self.recipe };
         args.extend(["--preset".to_owned(), preset.to_owned()]);
         args
+    }
+}
+
+/// The calibration runs' schedule: longer than any of them gets.
+const CALIBRATION_EPOCHS: usize = 1000;
+
+/// CIFAR-10's training images, all of which both sides train on (the PyTorch script refuses
+/// a `data.limit`).
+const CIFAR10_TRAIN_IMAGES: usize = 50_000;
+
+/// How long each side's calibration run trains for `--epochs fit` with a budget of `budget`
+/// minutes: a fortieth of it, from 15 seconds to 90.
+fn fit_minutes(budget: f64) -> f64 {
+    (budget / 40.0).clamp(0.25, 1.5)
+}
+
+/// The epochs that `images_per_s` fills `minutes` of training clock with, in whole batches of
+/// `batch`, rounded up: a schedule that runs past the budget by part of an epoch is at a
+/// rate near zero there, one that ends early leaves the rest of the budget unused.
+fn epochs_to_fill(minutes: f64, images_per_s: f64, batch: usize) -> usize {
+    let per_epoch = (CIFAR10_TRAIN_IMAGES / batch.max(1) * batch.max(1)) as f64;
+    ((minutes * 60.0 * images_per_s / per_epoch).ceil() as usize).max(1)
+}
+
+/// One side's calibration for `--epochs fit`: its measured speed and the schedule it gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Calibration {
+    images_per_s: f64,
+    epochs: usize,
+}
+
+/// Both sides' calibrations for one seed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Fit {
+    ours: Calibration,
+    torch: Calibration,
+}
+
+impl Fit {
+    /// The calibration runs of `seed` in `work`, read back.
+    fn read(o: &Options, work: &Path, seed: u64) -> Result<Fit> {
+        let minutes = o.minutes.unwrap_or(0.0);
+        let config = fit_ours_dir(work, seed).join("config.toml");
+        let text = std::fs::read_to_string(&config)
+            .with_context(|| format!("could not read {}", config.display()))?;
+        let batch = train_batch_size(&text)
+            .with_context(|| format!("{}: no [train] batch_size", config.display()))?;
+        let side = |path: PathBuf| -> Result<Calibration> {
+            let rate = read_curve(&path)?
+                .images_per_s()
+                .with_context(|| format!("{}: the calibration run trained nothing", path.display()))?;
+            Ok(Calibration { images_per_s: rate, epochs: epochs_to_fill(minutes, rate, batch) })
+        };
+        Ok(Fit {
+            ours: side(fit_ours_dir(work, seed).join("metrics.jsonl"))?,
+            torch: side(fit_torch_out(work, seed))?,
+        })
     }
 }
 
@@ -290,6 +378,8 @@ struct Runs {
     work: PathBuf,
     ours: Vec<Curve>,
     torch: Vec<Curve>,
+    /// Each seed's calibration, with `--epochs fit`.
+    fits: Vec<Fit>,
     /// Our run's config.toml, which the PyTorch side read.
     config_text: String,
     /// The PyTorch script's `versions` line.
@@ -322,6 +412,11 @@ impl Runs {
             torch.push(read_curve(&out)?);
             versions = torch_versions(&out);
         }
+        let fits = if o.fit {
+            o.seeds.iter().map(|&seed| Fit::read(o, work, seed)).collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let config = ours_dir(work, *o.seeds.last().unwrap_or(&0)).join("config.toml");
         // The run began when our side wrote its config.
         let began = std::fs::metadata(&config)
@@ -332,6 +427,7 @@ impl Runs {
             work: work.to_owned(),
             ours,
             torch,
+            fits,
             config_text,
             versions,
             python: None,
@@ -345,6 +441,16 @@ impl Runs {
 /// Where our side of `seed` writes its run.
 fn ours_dir(work: &Path, seed: u64) -> PathBuf {
     work.join(format!("ours-seed{seed}"))
+}
+
+/// Where our calibration run of `seed` writes (`--epochs fit`).
+fn fit_ours_dir(work: &Path, seed: u64) -> PathBuf {
+    work.join(format!("fit-ours-seed{seed}"))
+}
+
+/// Where PyTorch's calibration run of `seed` writes its JSON lines (`--epochs fit`).
+fn fit_torch_out(work: &Path, seed: u64) -> PathBuf {
+    work.join(format!("fit-torch-seed{seed}.jsonl"))
 }
 
 /// Where the PyTorch side of `seed` writes its JSON lines.
@@ -377,16 +483,9 @@ fn train(o: &Options) -> Result<Runs> {
     let threads = o.threads.to_string();
     let torch_threads = o.torch_threads().to_string();
     let load_before = loadavg();
-    for &seed in &o.seeds {
-        let run_dir = ours_dir(&work, seed);
-        Cmd::new(&simsiam)
-            .env("RAYON_NUM_THREADS", &threads)
-            .args(o.pretrain_args(seed, &run_dir))
-            .output()
-            .context("our side failed")?;
-        let config = run_dir.join("config.toml");
-        let out = torch_out(&work, seed);
-        let marks: Vec<String> = o.marks.iter().map(|m| m.to_string()).collect();
+    let ours = |args: Vec<String>| Cmd::new(&simsiam).env("RAYON_NUM_THREADS", &threads).args(args).output();
+    // PyTorch + Lightly on our run's config, for `minutes`, kNN at `marks`.
+    let torch = |config: &Path, out: &Path, minutes: Option<f64>, marks: &[f64], epochs: Option<usize>| {
         let mut cmd = Cmd::new(&python.path)
             .arg(script.display().to_string())
             .args([
@@ -396,13 +495,43 @@ fn train(o: &Options) -> Result<Runs> {
                 o.data.display().to_string(),
             ])
             .args(["--out".into(), out.display().to_string(), "--threads".into(), torch_threads.clone()]);
-        if let Some(m) = o.minutes {
+        if let Some(m) = minutes {
             cmd = cmd.args(["--minutes".into(), m.to_string()]);
         }
         if !marks.is_empty() {
+            let marks: Vec<String> = marks.iter().map(|m| m.to_string()).collect();
             cmd = cmd.args(["--marks".into(), marks.join(",")]);
         }
-        cmd.output().context("the PyTorch + Lightly side failed")?;
+        if let Some(e) = epochs {
+            cmd = cmd.args(["--epochs".into(), e.to_string()]);
+        }
+        cmd.output()
+    };
+    for &seed in &o.seeds {
+        let run_dir = ours_dir(&work, seed);
+        let mut args = o.pretrain_args(seed, &run_dir);
+        let mut torch_epochs = None;
+        if o.fit {
+            let calibrate = fit_ours_dir(&work, seed);
+            ours(o.calibration_args(seed, &calibrate)).context("our calibration run failed")?;
+            let (config, out, minutes) = (
+                calibrate.join("config.toml"),
+                fit_torch_out(&work, seed),
+                fit_minutes(o.minutes.unwrap_or(0.0)),
+            );
+            torch(&config, &out, Some(minutes), &[], None).context("PyTorch's calibration run failed")?;
+            let fit = Fit::read(o, &work, seed)?;
+            eprintln!(
+                "--epochs fit, seed {seed}: ours {:.0} images/s, {} epochs; PyTorch {:.0} images/s, {} epochs",
+                fit.ours.images_per_s, fit.ours.epochs, fit.torch.images_per_s, fit.torch.epochs
+            );
+            args = o.side_args(seed, &run_dir, Some(fit.ours.epochs), o.minutes, &o.marks);
+            torch_epochs = Some(fit.torch.epochs);
+        }
+        ours(args).context("our side failed")?;
+        let config = run_dir.join("config.toml");
+        torch(&config, &torch_out(&work, seed), o.minutes, &o.marks, torch_epochs)
+            .context("the PyTorch + Lightly side failed")?;
     }
     let load_after = loadavg();
     Ok(Runs { python: Some(python), date, load_before, load_after, ..Runs::read(o, &work)? })
@@ -410,8 +539,21 @@ fn train(o: &Options) -> Result<Runs> {
 
 /// Writes the JSON, the Markdown and the figure of `runs` into `o.out` and prints the table.
 fn report(o: &Options, runs: Runs) -> Result<()> {
-    let Runs { work, ours, torch, config_text, versions, python, date, load_before, load_after } = runs;
+    let Runs { work, ours, torch, fits, config_text, versions, python, date, load_before, load_after } = runs;
     let mut notes = Vec::new();
+    for (seed, fit) in o.seeds.iter().zip(&fits) {
+        notes.push(format!(
+            "`--epochs fit`, seed {seed}: each side's cosine sized to the {}-minute budget from its \
+             own speed in a {}-minute run before it: ours {:.0} images/s, {} epochs; PyTorch {:.0} \
+             images/s, {} epochs (the recipe is otherwise the same)",
+            o.minutes.unwrap_or(0.0),
+            fit_minutes(o.minutes.unwrap_or(0.0)),
+            fit.ours.images_per_s,
+            fit.ours.epochs,
+            fit.torch.images_per_s,
+            fit.torch.epochs
+        ));
+    }
     if o.from.is_some() {
         notes.push(format!(
             "rebuilt from the run's files in `{}` (`--from`): the date is the run's start; the \
@@ -519,6 +661,10 @@ fn report(o: &Options, runs: Runs) -> Result<()> {
         "torch_threads": o.torch_threads(),
         "recipe": { "name": o.recipe, "sets": o.sets, "config_toml": config_text },
         "minutes": o.minutes, "marks": o.marks, "epochs": o.epochs, "seeds": o.seeds,
+        "fit": fits.iter().map(|f| json!({
+            "ours": { "images_per_s": f.ours.images_per_s, "epochs": f.ours.epochs },
+            "torch": { "images_per_s": f.torch.images_per_s, "epochs": f.torch.epochs },
+        })).collect::<Vec<_>>(),
         "images_per_s": { "ours": rate(&ours), "torch": rate(&torch) },
         "ours": ours.iter().map(Curve::to_json).collect::<Vec<_>>(),
         "torch": torch.iter().map(Curve::to_json).collect::<Vec<_>>(),
@@ -610,6 +756,31 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn epochs_fit_sizes_each_side_from_a_short_run_before_it() -> Result<()> {
+        let o = Options::parse(&args("--minutes 60 --epochs fit --seeds 3"))?;
+        assert!(o.fit && o.epochs.is_none());
+        assert_eq!(o.stem(), "quality-60min-fit");
+        let joined = o.calibration_args(3, Path::new("/w/fit")).join(" ");
+        assert!(
+            joined.contains("--set train.seed=3 --set train.online_probe=false --set train.epochs=1000 --set train.minutes=1.5 --set train.knn_every=0 --preset lightly-example"),
+            "{joined}"
+        );
+        assert!(!joined.contains("knn_at_minutes"), "{joined}");
+        // The real run keeps the marks.
+        assert!(
+            o.pretrain_args(3, Path::new("/w/run")).join(" ").contains("knn_at_minutes=[15, 30, 45, 60]")
+        );
+        assert_eq!((fit_minutes(60.0), fit_minutes(4.0), fit_minutes(600.0)), (1.5, 0.25, 1.5));
+        // 390 steps of 128 an epoch: 1800 images/s fill 60 minutes with 129.8 epochs.
+        assert_eq!(epochs_to_fill(60.0, 1800.0, 128), 130);
+        assert_eq!(epochs_to_fill(60.0, 1135.0, 128), 82);
+        assert_eq!(epochs_to_fill(0.01, 10.0, 128), 1, "at least one epoch");
+        let err = Options::parse(&args("--epochs fit")).expect_err("no budget").to_string();
+        assert!(err.contains("--epochs fit sizes the schedule to a budget"), "{err}");
+        Ok(())
+    }
+
     /// A finished run's folder as `train` leaves it: our metrics and config, PyTorch's lines.
     fn a_finished_run(work: &Path) -> Result<()> {
         let ours = work.join("ours-seed0");
@@ -659,6 +830,38 @@ mod tests {
             run(&args(&format!("--minutes 1 --from {} --out {}", dir.join("none").display(), out.display())))
                 .expect_err("no files");
         assert!(format!("{err:#}").contains("metrics.jsonl"), "{err:#}");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_fitted_runs_report_gives_each_sides_calibration() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("simsiam-quality-fit-{}", std::process::id()));
+        let (work, out) = (dir.join("run"), dir.join("out"));
+        a_finished_run(&work)?;
+        let line = format!("--minutes 60 --epochs fit --from {} --out {}", work.display(), out.display());
+        // Without the calibration runs' files the report says which is missing.
+        let err = run(&args(&line)).expect_err("no calibration files");
+        assert!(format!("{err:#}").contains("fit-ours-seed0"), "{err:#}");
+        let calibration = fit_ours_dir(&work, 0);
+        std::fs::create_dir_all(&calibration)?;
+        std::fs::write(calibration.join("config.toml"), "[train]\nbatch_size = 128\n")?;
+        let time_up = |images: usize| {
+            format!(
+                "{{\"event\":\"time_up\",\"epoch\":1,\"step\":9,\"images\":{images},\"train_seconds\":90}}\n"
+            )
+        };
+        std::fs::write(calibration.join("metrics.jsonl"), time_up(162_000))?;
+        std::fs::write(fit_torch_out(&work, 0), time_up(102_150))?;
+        run(&args(&line))?;
+        let md = std::fs::read_to_string(out.join("quality-60min-fit.md"))?;
+        assert!(md.contains("ours 1800 images/s, 130 epochs; PyTorch 1135 images/s, 82 epochs"), "{md}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("quality-60min-fit.json"))?)?;
+        assert_eq!(
+            (json["fit"][0]["ours"]["epochs"].as_u64(), json["fit"][0]["torch"]["epochs"].as_u64()),
+            (Some(130), Some(82))
+        );
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
