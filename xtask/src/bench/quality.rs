@@ -62,7 +62,7 @@ pub struct Options {
     pub marks: Vec<f64>,
     pub epochs: Option<usize>,
     /// `--epochs fit`: each side's schedule sized to the budget from its own speed, measured
-    /// in a short run before its real one ([`fit_minutes`]).
+    /// in a short run right before its real one ([`fit_minutes`]).
     pub fit: bool,
     pub seeds: Vec<u64>,
     /// `training-md` or a preset name.
@@ -263,24 +263,28 @@ struct Fit {
     torch: Calibration,
 }
 
-impl Fit {
-    /// The calibration runs of `seed` in `work`, read back.
-    fn read(o: &Options, work: &Path, seed: u64) -> Result<Fit> {
-        let minutes = o.minutes.unwrap_or(0.0);
+impl Calibration {
+    /// The calibration run of `seed` in `work` whose JSON lines are `path` (either side's:
+    /// both train our calibration run's config.toml), read back.
+    fn read(o: &Options, work: &Path, seed: u64, path: &Path) -> Result<Calibration> {
         let config = fit_ours_dir(work, seed).join("config.toml");
         let text = std::fs::read_to_string(&config)
             .with_context(|| format!("could not read {}", config.display()))?;
         let batch = train_batch_size(&text)
             .with_context(|| format!("{}: no [train] batch_size", config.display()))?;
-        let side = |path: PathBuf| -> Result<Calibration> {
-            let rate = read_curve(&path)?
-                .images_per_s()
-                .with_context(|| format!("{}: the calibration run trained nothing", path.display()))?;
-            Ok(Calibration { images_per_s: rate, epochs: epochs_to_fill(minutes, rate, batch) })
-        };
+        let rate = read_curve(path)?
+            .images_per_s()
+            .with_context(|| format!("{}: the calibration run trained nothing", path.display()))?;
+        Ok(Calibration { images_per_s: rate, epochs: epochs_to_fill(o.minutes.unwrap_or(0.0), rate, batch) })
+    }
+}
+
+impl Fit {
+    /// Both calibration runs of `seed` in `work`, read back.
+    fn read(o: &Options, work: &Path, seed: u64) -> Result<Fit> {
         Ok(Fit {
-            ours: side(fit_ours_dir(work, seed).join("metrics.jsonl"))?,
-            torch: side(fit_torch_out(work, seed))?,
+            ours: Calibration::read(o, work, seed, &fit_ours_dir(work, seed).join("metrics.jsonl"))?,
+            torch: Calibration::read(o, work, seed, &fit_torch_out(work, seed))?,
         })
     }
 }
@@ -509,26 +513,32 @@ fn train(o: &Options) -> Result<Runs> {
     };
     for &seed in &o.seeds {
         let run_dir = ours_dir(&work, seed);
+        // With `--epochs fit` each side's calibration runs right before its own run, so that
+        // both meet the machine as it is then (its speed drifts by tens of percent an hour).
+        let calibration = fit_ours_dir(&work, seed);
         let mut args = o.pretrain_args(seed, &run_dir);
-        let mut torch_epochs = None;
         if o.fit {
-            let calibrate = fit_ours_dir(&work, seed);
-            ours(o.calibration_args(seed, &calibrate)).context("our calibration run failed")?;
-            let (config, out, minutes) = (
-                calibrate.join("config.toml"),
-                fit_torch_out(&work, seed),
-                fit_minutes(o.minutes.unwrap_or(0.0)),
-            );
-            torch(&config, &out, Some(minutes), &[], None).context("PyTorch's calibration run failed")?;
-            let fit = Fit::read(o, &work, seed)?;
+            ours(o.calibration_args(seed, &calibration)).context("our calibration run failed")?;
+            let fit = Calibration::read(o, &work, seed, &calibration.join("metrics.jsonl"))?;
             eprintln!(
-                "--epochs fit, seed {seed}: ours {:.0} images/s, {} epochs; PyTorch {:.0} images/s, {} epochs",
-                fit.ours.images_per_s, fit.ours.epochs, fit.torch.images_per_s, fit.torch.epochs
+                "--epochs fit, seed {seed}: ours {:.0} images/s, {} epochs",
+                fit.images_per_s, fit.epochs
             );
-            args = o.side_args(seed, &run_dir, Some(fit.ours.epochs), o.minutes, &o.marks);
-            torch_epochs = Some(fit.torch.epochs);
+            args = o.side_args(seed, &run_dir, Some(fit.epochs), o.minutes, &o.marks);
         }
         ours(args).context("our side failed")?;
+        let mut torch_epochs = None;
+        if o.fit {
+            let (config, out) = (calibration.join("config.toml"), fit_torch_out(&work, seed));
+            torch(&config, &out, Some(fit_minutes(o.minutes.unwrap_or(0.0))), &[], None)
+                .context("PyTorch's calibration run failed")?;
+            let fit = Calibration::read(o, &work, seed, &out)?;
+            eprintln!(
+                "--epochs fit, seed {seed}: PyTorch {:.0} images/s, {} epochs",
+                fit.images_per_s, fit.epochs
+            );
+            torch_epochs = Some(fit.epochs);
+        }
         let config = run_dir.join("config.toml");
         torch(&config, &torch_out(&work, seed), o.minutes, &o.marks, torch_epochs)
             .context("the PyTorch + Lightly side failed")?;
@@ -544,7 +554,7 @@ fn report(o: &Options, runs: Runs) -> Result<()> {
     for (seed, fit) in o.seeds.iter().zip(&fits) {
         notes.push(format!(
             "`--epochs fit`, seed {seed}: each side's cosine sized to the {}-minute budget from its \
-             own speed in a {}-minute run before it: ours {:.0} images/s, {} epochs; PyTorch {:.0} \
+             own speed in a {}-minute run right before it: ours {:.0} images/s, {} epochs; PyTorch {:.0} \
              images/s, {} epochs (the recipe is otherwise the same)",
             o.minutes.unwrap_or(0.0),
             fit_minutes(o.minutes.unwrap_or(0.0)),
