@@ -1,7 +1,8 @@
 //! `cargo xtask bench quality`: time to accuracy. Our `simsiam pretrain` and PyTorch + Lightly
 //! (`tools/bench/quality_torch_lightly.py`, reading our run's config.toml so that the recipe
 //! is the same) train one after the other on the same machine, each for `--minutes` of its
-//! training clock (evaluation not counted), with kNN at the minute marks and at epoch ends;
+//! training clock (evaluation not counted), with kNN at the minute marks and at epoch ends
+//! (`--epochs fit`: each side's schedule sized to the budget from its own measured speed);
 //! or, with `--epochs E --seeds a,b,c` and no budget, for equal epochs over several seeds.
 //! Writes `<out>/quality-<N>min.{json,md,png}` (or `quality-<E>epochs-...`) and prints the
 //! table.
