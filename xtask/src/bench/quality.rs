@@ -575,9 +575,14 @@ fn report(o: &Options, runs: Runs) -> Result<()> {
     if let Some(m) = o.minutes {
         for (name, runs) in [("ours", &ours), ("PyTorch", &torch)] {
             if runs.iter().any(|c| c.time_up.is_none()) {
+                let advice = if o.fit {
+                    "the machine ran faster than in its calibration run"
+                } else {
+                    "raise --epochs to size the schedule to the budget, or give --epochs fit"
+                };
                 let note = format!(
                     "{name} finished its epochs before the {m}-minute budget: the marks after its schedule \
-                     ended show its final kNN (raise --epochs to size the schedule to the budget)"
+                     ended show its final kNN ({advice})"
                 );
                 eprintln!("warning: {note}");
                 notes.push(note);
