@@ -23,7 +23,8 @@ train the same recipe:
   the rate `base_lr` (times batch / 256 when `scale_lr`) on our cosine schedule
   (simsiam_train::CosineSchedule: linear warmup from 1/warmup, cosine to 0) stepped per
   iteration, per epoch, or held (constant), over `train.epochs` (or `--epochs`, which
-  `bench quality --epochs fit` gives each side from its own measured speed);
+  `bench quality --epochs fit` gives each side from its own measured speed), or (clock)
+  every iteration over `train.minutes` of this side's own training clock;
 - data: the 50,000 training images, shuffled (seeded), `train.batch_size`, full batches only,
   `data.workers` loader processes; kNN (`train.knn_k`, `train.knn_t`, Lightly's
   `knn_predict`) with the 50,000 training images without augmentation as the bank and the
@@ -112,9 +113,13 @@ class TwoViews(torch.utils.data.Dataset):
         return x0, x1
 
 
-def lr_at(t, lr, per_epoch, step, epoch):
+def lr_at(t, lr, per_epoch, step, epoch, clock):
     """simsiam_train::CosineSchedule at this step, as the trainer reads it."""
     kind, epochs, warm = t["schedule"], t["epochs"], t["warmup_epochs"]
+    if kind == "clock":
+        # ScheduleStep::Clock: over train.minutes of training clock, read before the step.
+        budget = t["minutes"] * 60
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(clock / budget, 1.0)))
     if kind == "epoch":
         total, warmup, at = epochs, warm, epoch
     else:
@@ -175,6 +180,8 @@ def main():
         sys.exit("--epochs must be zero (the config's) or positive")
     if a.epochs > 0:
         t["epochs"] = a.epochs
+    if t["schedule"] == "clock" and not t.get("minutes", 0) > 0:
+        sys.exit("train.schedule = clock needs train.minutes > 0 in the config")
     if d["dataset"] != "cifar10" or d["limit"] != 0:
         sys.exit("only data.dataset = cifar10 with data.limit = 0 is written here")
     torch.set_num_threads(a.threads)
@@ -245,7 +252,7 @@ def main():
         lap = time.perf_counter()
         batches = iter(loader)
         for x0, x1 in batches:
-            rate = lr_at(t, lr, per_epoch, step, epoch)
+            rate = lr_at(t, lr, per_epoch, step, epoch, clock)
             for g in optimizer.param_groups:
                 g["lr"] = lr if g["fixed"] else rate
             z0, p0 = model(x0)

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Result, TrainError};
 
-/// Whether the learning rate follows the cosine decay every iteration or every epoch, or stays
-/// constant.
+/// Whether the learning rate follows the cosine decay every iteration or every epoch, or along
+/// the training clock, or stays constant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleStep {
@@ -17,6 +17,11 @@ pub enum ScheduleStep {
     /// Never: after the warmup (if any) the rate stays at `lr`, as a plain
     /// `torch.optim.SGD(params, lr)` without a scheduler (Lightly's examples and tutorials).
     Constant,
+    /// Every iteration, over [`TrainerConfig::clock_minutes`] of training clock instead of
+    /// over the epochs: the rate is the cosine at the clock's reading before the step, and
+    /// reaches 0 at the budget however fast the machine runs. No warmup. The clock is
+    /// [`crate::TrainState::train_seconds`], kept in checkpoints.
+    Clock,
 }
 
 /// Everything the loop needs besides the model and data.
@@ -37,8 +42,12 @@ pub struct TrainerConfig {
     pub fixed_predictor_lr: bool,
     /// Linear warmup length, in epochs.
     pub warmup_epochs: usize,
-    /// Per-iteration or per-epoch schedule.
+    /// Per-iteration, per-epoch or clock schedule.
     pub schedule_step: ScheduleStep,
+    /// The training-clock minutes a [`ScheduleStep::Clock`] schedule spans (the run's time
+    /// budget); unused by the other schedules.
+    #[serde(default)]
+    pub clock_minutes: f64,
     /// Steps between progress log lines and metrics entries.
     pub log_every: usize,
     /// Epochs between checkpoints (the last epoch always gets one).
@@ -63,6 +72,7 @@ impl Default for TrainerConfig {
             fixed_predictor_lr: true,
             warmup_epochs: 0,
             schedule_step: ScheduleStep::Epoch,
+            clock_minutes: 0.0,
             log_every: 20,
             checkpoint_every: 1,
             keep_checkpoints: 3,
@@ -89,6 +99,20 @@ impl TrainerConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(TrainError::Config(format!("the learning rate must be positive, got {}", self.lr)));
         }
+        if self.schedule_step == ScheduleStep::Clock {
+            if !(self.clock_minutes > 0.0 && self.clock_minutes.is_finite()) {
+                return Err(TrainError::Config(format!(
+                    "a clock schedule needs a positive budget of training minutes, got {}",
+                    self.clock_minutes
+                )));
+            }
+            if self.warmup_epochs > 0 {
+                return Err(TrainError::Config(format!(
+                    "a clock schedule has no warmup, got warmup_epochs {}",
+                    self.warmup_epochs
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -100,6 +124,12 @@ mod tests {
     #[test]
     fn the_defaults_validate_and_impossible_values_do_not() {
         assert!(TrainerConfig::default().validate().is_ok());
+        let clock = TrainerConfig {
+            schedule_step: ScheduleStep::Clock,
+            clock_minutes: 0.5,
+            ..TrainerConfig::default()
+        };
+        assert!(clock.validate().is_ok());
         for bad in [
             TrainerConfig { epochs: 0, ..TrainerConfig::default() },
             TrainerConfig { log_every: 0, ..TrainerConfig::default() },
@@ -107,6 +137,18 @@ mod tests {
             TrainerConfig { epochs: 5, warmup_epochs: 5, ..TrainerConfig::default() },
             TrainerConfig { lr: 0.0, ..TrainerConfig::default() },
             TrainerConfig { lr: f64::NAN, ..TrainerConfig::default() },
+            TrainerConfig { schedule_step: ScheduleStep::Clock, ..TrainerConfig::default() },
+            TrainerConfig {
+                schedule_step: ScheduleStep::Clock,
+                clock_minutes: f64::INFINITY,
+                ..TrainerConfig::default()
+            },
+            TrainerConfig {
+                schedule_step: ScheduleStep::Clock,
+                clock_minutes: 1.0,
+                warmup_epochs: 1,
+                ..TrainerConfig::default()
+            },
         ] {
             assert!(matches!(bad.validate(), Err(TrainError::Config(_))), "{bad:?}");
         }

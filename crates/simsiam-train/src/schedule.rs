@@ -60,13 +60,19 @@ impl CosineSchedule {
 
     /// The learning rate at `step` (0-based); steps past the end keep the final rate.
     pub fn lr(&self, step: usize) -> f64 {
-        if step < self.warmup {
+        self.lr_at(step as f64)
+    }
+
+    /// The learning rate at a position between steps (a clock schedule's fraction of its
+    /// budget, see [`crate::ScheduleStep::Clock`]); positions past the end keep the final rate.
+    pub fn lr_at(&self, at: f64) -> f64 {
+        let warmup = self.warmup as f64;
+        if at < warmup {
             let f = self.warmup_start_factor;
-            return self.base_lr * (f + (1.0 - f) * step as f64 / self.warmup as f64);
+            return self.base_lr * (f + (1.0 - f) * at / warmup);
         }
-        let t = (step - self.warmup).min(self.total - self.warmup) as f64;
         let span = (self.total - self.warmup) as f64;
-        let cos = (std::f64::consts::PI * t / span).cos();
+        let cos = (std::f64::consts::PI * (at - warmup).min(span) / span).cos();
         self.final_lr + (self.base_lr - self.final_lr) * 0.5 * (1.0 + cos)
     }
 }
@@ -90,6 +96,16 @@ mod tests {
         }
         assert_eq!(s.lr(0), 0.06);
         assert!(s.lr(800).abs() < 1e-15 && s.lr(10_000).abs() < 1e-15);
+        Ok(())
+    }
+
+    #[test]
+    fn between_steps_the_cosine_is_continuous() -> Result<()> {
+        let s = CosineSchedule::new(0.06, 800)?;
+        assert_eq!(s.lr_at(100.0), s.lr(100));
+        let half = s.lr_at(400.5);
+        assert!(s.lr(401) < half && half < s.lr(400));
+        assert!((s.lr_at(400.0) - 0.03).abs() < 1e-15 && s.lr_at(1e9).abs() < 1e-15);
         Ok(())
     }
 

@@ -42,6 +42,8 @@ struct Plan {
     start_step: usize,
     /// The step where a constant schedule stops its warmup.
     constant_from: usize,
+    /// The training-clock seconds a clock schedule spans.
+    clock_seconds: f64,
 }
 
 /// How an epoch's steps ended. An interruption at the epoch's last step completes the epoch
@@ -262,9 +264,9 @@ impl<B: Backbone> Trainer<B> {
     }
 
     /// Trains until `until` epochs (at most `config.epochs`) are complete; the schedule still
-    /// spans `config.epochs`, so a run split in parts equals one run. An interruption ends
-    /// the fit early with [`TrainOutcome::Interrupted`], every rank at the same step; an
-    /// observer's spent time budget with [`TrainOutcome::TimeUp`].
+    /// spans `config.epochs` (or a clock schedule's minutes), so a run split in parts equals
+    /// one run. An interruption ends the fit early with [`TrainOutcome::Interrupted`], every
+    /// rank at the same step; an observer's spent time budget with [`TrainOutcome::TimeUp`].
     pub fn fit_until(&mut self, data: &dyn TwoViewBatches, until: usize) -> Result<TrainOutcome> {
         let until = until.min(self.config.epochs);
         let per_epoch = self.batches_per_epoch(data)?;
@@ -273,6 +275,7 @@ impl<B: Backbone> Trainer<B> {
             until,
             start_step: self.stepper.state.step,
             constant_from: self.config.warmup_epochs * per_epoch,
+            clock_seconds: self.config.clock_minutes * 60.0,
         };
         self.stepper.state.config = self.run_config.clone(); // what checkpoints store
         let fit = FitContext { epochs: self.config.epochs, until, batches_per_epoch: per_epoch };
@@ -340,12 +343,16 @@ impl<B: Backbone> Trainer<B> {
         let mut lap = Instant::now();
         for batch in data.batches(epoch as u64, done)? {
             let batch = batch?;
-            lr = plan.schedule.lr(match self.config.schedule_step {
-                ScheduleStep::Iteration => self.stepper.state.step,
-                ScheduleStep::Epoch => epoch,
+            lr = match self.config.schedule_step {
+                ScheduleStep::Iteration => plan.schedule.lr(self.stepper.state.step),
+                ScheduleStep::Epoch => plan.schedule.lr(epoch),
                 // The decay would start after the warmup: hold the step there.
-                ScheduleStep::Constant => self.stepper.state.step.min(plan.constant_from),
-            });
+                ScheduleStep::Constant => plan.schedule.lr(self.stepper.state.step.min(plan.constant_from)),
+                // The clock schedule's one step is the whole budget.
+                ScheduleStep::Clock => {
+                    plan.schedule.lr_at(self.stepper.state.train_seconds / plan.clock_seconds)
+                }
+            };
             let out = self.stepper.step(&batch.x0, &batch.x1, &batch.labels, lr)?;
             self.stepper.state.train_seconds += lap.elapsed().as_secs_f64();
             meter.record(out.loss);
@@ -402,8 +409,9 @@ impl<B: Backbone> Trainer<B> {
         Ok(per_epoch)
     }
 
-    /// Cosine decay over the whole run, after a linear warmup, in steps or in epochs (a constant
-    /// schedule reads it at the end of the warmup only).
+    /// Cosine decay over the whole run, after a linear warmup, in steps, in epochs or in
+    /// budgets of training clock (one; a constant schedule reads it at the end of the warmup
+    /// only).
     fn schedule(&self, per_epoch: usize) -> Result<CosineSchedule> {
         let c = &self.config;
         let (total, warmup) = match c.schedule_step {
@@ -411,6 +419,7 @@ impl<B: Backbone> Trainer<B> {
                 (c.epochs * per_epoch, c.warmup_epochs * per_epoch)
             }
             ScheduleStep::Epoch => (c.epochs, c.warmup_epochs),
+            ScheduleStep::Clock => (1, 0),
         };
         let start_factor = if warmup > 0 { 1.0 / warmup as f64 } else { 1.0 };
         CosineSchedule::with_warmup(c.lr, total, warmup, start_factor, 0.0)

@@ -177,7 +177,9 @@ pub struct TrainConfig {
     pub fixed_predictor_lr: bool,
     /// Linear warmup epochs.
     pub warmup_epochs: usize,
-    /// `epoch` or `iteration` (when the cosine decay steps), or `constant` (no decay).
+    /// `epoch` or `iteration` (when the cosine decay steps), `clock` (every iteration, over the
+    /// `minutes` budget of training clock instead of the epochs, so that it ends at the budget
+    /// however fast the machine runs; `epochs` is then only a bound), or `constant` (no decay).
     pub schedule: ScheduleStep,
     /// Seed of weights, shuffling and augmentation.
     pub seed: u64,
@@ -374,7 +376,7 @@ mod tests {
             ("train.device=cuda:x", "unknown device `cuda:x`: use cpu, cuda, cuda:N or metal"),
             (
                 "train.schedule=step",
-                "unknown variant `step`, expected one of `iteration`, `epoch`, `constant`",
+                "unknown variant `step`, expected one of `iteration`, `epoch`, `constant`, `clock`",
             ),
         ] {
             let e = format!(

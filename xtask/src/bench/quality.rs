@@ -2,7 +2,8 @@
 //! (`tools/bench/quality_torch_lightly.py`, reading our run's config.toml so that the recipe
 //! is the same) train one after the other on the same machine, each for `--minutes` of its
 //! training clock (evaluation not counted), with kNN at the minute marks and at epoch ends
-//! (`--epochs fit`: each side's schedule sized to the budget from its own measured speed);
+//! (`--epochs fit`: each side's schedule sized to the budget from its own measured speed;
+//! `--epochs clock`: each side's cosine over its own training clock, `train.schedule = clock`);
 //! or, with `--epochs E --seeds a,b,c` and no budget, for equal epochs over several seeds.
 //! Writes `<out>/quality-<N>min.{json,md,png}` (or `quality-<E>epochs-...`) and prints the
 //! table.
@@ -30,7 +31,8 @@ pub const USAGE: &str = "\
                      OUT/quality-<N>min.{json,md,png} (OUT: docs/bench)
                      --minutes N [--marks 15,30,45,60 (default: quarters of N)]
                      [--epochs E: the schedule's length, or `fit`: each side's own, sized to
-                     the budget from a short run at its measured speed] [--seeds 0,1,2] (--epochs without
+                     the budget from a short run at its measured speed, or `clock`: each
+                     side's cosine over the budget of its own training clock] [--seeds 0,1,2] (--epochs without
                      --minutes: equal epochs, the final kNN of each seed) [--recipe training-md|PRESET]
                      [--set section.key=value]... [--threads 1] [--torch-threads N
                      (default: --threads; each side at its fastest)] [--data data/cifar10]
@@ -65,6 +67,10 @@ pub struct Options {
     /// `--epochs fit`: each side's schedule sized to the budget from its own speed, measured
     /// in a short run right before its real one ([`fit_minutes`]).
     pub fit: bool,
+    /// `--epochs clock`: each side's cosine spans the budget of its own training clock
+    /// (`train.schedule = clock`), so that it ends at the budget however the machine's speed
+    /// drifts.
+    pub clock: bool,
     pub seeds: Vec<u64>,
     /// `training-md` or a preset name.
     pub recipe: String,
@@ -94,6 +100,7 @@ impl Options {
             marks: Vec::new(),
             epochs: None,
             fit: false,
+            clock: false,
             seeds: vec![0],
             recipe: "training-md".into(),
             sets: Vec::new(),
@@ -115,6 +122,7 @@ impl Options {
                 "--minutes" => o.minutes = Some(parse_one(flag, value)?),
                 "--marks" => marks = Some(parse_list::<f64>(flag, value)?),
                 "--epochs" if value == "fit" => o.fit = true,
+                "--epochs" if value == "clock" => o.clock = true,
                 "--epochs" => o.epochs = Some(parse_one(flag, value)?),
                 "--seeds" => o.seeds = parse_list(flag, value)?,
                 "--recipe" => o.recipe = value.clone(),
@@ -135,8 +143,11 @@ impl Options {
             o.flags.extend(["--features".to_owned(), features.clone()]);
         }
         match (o.minutes, o.epochs) {
-            (None, _) if o.fit => {
-                bail!("bench quality: --epochs fit sizes the schedule to a budget: give --minutes N")
+            (None, _) if o.fit || o.clock => {
+                bail!("bench quality: --epochs fit and clock size the schedule to a budget: give --minutes N")
+            }
+            _ if [o.fit, o.clock, o.epochs.is_some()].iter().filter(|&&b| b).count() > 1 => {
+                bail!("bench quality: give --epochs once: a number, fit or clock")
             }
             (None, None) => {
                 bail!("bench quality: give --minutes N (a time budget) or --epochs E (equal epochs)")
@@ -171,7 +182,11 @@ impl Options {
     /// The file name's stem: `quality-60min`, `quality-5epochs-3seeds`.
     fn stem(&self) -> String {
         let seeds = if self.seeds.len() > 1 { format!("-{}seeds", self.seeds.len()) } else { String::new() };
-        let fit = if self.fit { "-fit" } else { "" };
+        let fit = match (self.fit, self.clock) {
+            (true, _) => "-fit",
+            (_, true) => "-clock",
+            _ => "",
+        };
         match (self.minutes, self.epochs) {
             (Some(m), _) => format!("quality-{m}min{fit}{seeds}"),
             (None, Some(e)) => format!("quality-{e}epochs{seeds}"),
@@ -179,9 +194,16 @@ impl Options {
         }
     }
 
+    /// The report's JSON, Markdown and figure in `out`; appended, not `with_extension`, which
+    /// would cut a stem like `quality-0.5min` at its dot.
+    fn report_paths(&self) -> [PathBuf; 3] {
+        ["json", "md", "png"].map(|ext| self.out.join(format!("{}.{ext}", self.stem())))
+    }
+
     /// `simsiam pretrain`'s arguments for `seed`, writing into `run_dir`.
     fn pretrain_args(&self, seed: u64, run_dir: &Path) -> Vec<String> {
-        self.side_args(seed, run_dir, self.epochs, self.minutes, &self.marks)
+        let epochs = if self.clock { Some(CLOCK_EPOCHS) } else { self.epochs };
+        self.side_args(seed, run_dir, epochs, self.minutes, &self.marks)
     }
 
     /// The arguments of the short run that measures our speed for `--epochs fit`: the
@@ -218,6 +240,9 @@ impl Options {
         if let Some(minutes) = minutes {
             set(format!("train.minutes={minutes}"));
         }
+        if self.clock {
+            set("train.schedule=clock".to_owned());
+        }
         if !marks.is_empty() {
             let marks: Vec<String> = marks.iter().map(|m| m.to_string()).collect();
             set(format!("train.knn_at_minutes=[{}]", marks.join(", ")));
@@ -231,6 +256,10 @@ impl Options {
 
 /// The calibration runs' schedule: longer than any of them gets.
 const CALIBRATION_EPOCHS: usize = 1000;
+
+/// The epochs of a clock schedule (`--epochs clock`): only a bound, which the budget ends
+/// long before.
+const CLOCK_EPOCHS: usize = 100_000;
 
 /// CIFAR-10's training images, all of which both sides train on (the PyTorch script refuses
 /// a `data.limit`).
@@ -565,6 +594,14 @@ fn report(o: &Options, runs: Runs) -> Result<()> {
             fit.torch.epochs
         ));
     }
+    if o.clock {
+        notes.push(format!(
+            "`--epochs clock`: each side's cosine spans the {}-minute budget of its own training \
+             clock (`train.schedule = \"clock\"`, read before each step), so it reaches 0 at the budget \
+             however fast the machine runs",
+            o.minutes.unwrap_or(0.0)
+        ));
+    }
     if o.from.is_some() {
         notes.push(format!(
             "rebuilt from the run's files in `{}` (`--from`): the date is the run's start; the \
@@ -577,6 +614,8 @@ fn report(o: &Options, runs: Runs) -> Result<()> {
             if runs.iter().any(|c| c.time_up.is_none()) {
                 let advice = if o.fit {
                     "the machine ran faster than in its calibration run"
+                } else if o.clock {
+                    "the clock schedule's bound on epochs ran out"
                 } else {
                     "raise --epochs to size the schedule to the budget, or give --epochs fit"
                 };
@@ -676,7 +715,7 @@ fn report(o: &Options, runs: Runs) -> Result<()> {
         "threads": o.threads,
         "torch_threads": o.torch_threads(),
         "recipe": { "name": o.recipe, "sets": o.sets, "config_toml": config_text },
-        "minutes": o.minutes, "marks": o.marks, "epochs": o.epochs, "seeds": o.seeds,
+        "minutes": o.minutes, "marks": o.marks, "epochs": o.epochs, "clock": o.clock, "seeds": o.seeds,
         "fit": fits.iter().map(|f| json!({
             "ours": { "images_per_s": f.ours.images_per_s, "epochs": f.ours.epochs },
             "torch": { "images_per_s": f.torch.images_per_s, "epochs": f.torch.epochs },
@@ -687,9 +726,7 @@ fn report(o: &Options, runs: Runs) -> Result<()> {
         "work_dir": work,
     });
     std::fs::create_dir_all(&o.out).with_context(|| format!("could not create {}", o.out.display()))?;
-    let base = o.out.join(o.stem());
-    let (json_path, md_path, png_path) =
-        (base.with_extension("json"), base.with_extension("md"), base.with_extension("png"));
+    let [json_path, md_path, png_path] = o.report_paths();
     let text = serde_json::to_string_pretty(&record)?;
     std::fs::write(&json_path, text + "\n")
         .with_context(|| format!("could not write {}", json_path.display()))?;
@@ -793,7 +830,28 @@ mod tests {
         assert_eq!(epochs_to_fill(60.0, 1135.0, 128), 82);
         assert_eq!(epochs_to_fill(0.01, 10.0, 128), 1, "at least one epoch");
         let err = Options::parse(&args("--epochs fit")).expect_err("no budget").to_string();
-        assert!(err.contains("--epochs fit sizes the schedule to a budget"), "{err}");
+        assert!(err.contains("--epochs fit and clock size the schedule to a budget"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn epochs_clock_gives_each_side_a_cosine_over_its_own_clock() -> Result<()> {
+        let o = Options::parse(&args("--minutes 60 --epochs clock --seeds 2 --set train.knn_every=4"))?;
+        assert!(o.clock && !o.fit && o.epochs.is_none());
+        assert_eq!(o.stem(), "quality-60min-clock");
+        let joined = o.pretrain_args(2, Path::new("/w/run")).join(" ");
+        assert!(
+            joined.contains("--set train.epochs=100000 --set train.minutes=60 --set train.schedule=clock --set train.knn_at_minutes=[15, 30, 45, 60] --set train.knn_every=4 --preset lightly-example"),
+            "{joined}"
+        );
+        let half = Options::parse(&args("--minutes 0.5 --epochs clock --out /o"))?;
+        assert_eq!(half.report_paths()[0], Path::new("/o/quality-0.5min-clock.json"));
+        let err = Options::parse(&args("--epochs clock")).expect_err("no budget").to_string();
+        assert!(err.contains("give --minutes N"), "{err}");
+        for twice in ["--minutes 60 --epochs clock --epochs fit", "--minutes 60 --epochs 5 --epochs clock"] {
+            let err = Options::parse(&args(twice)).expect_err(twice).to_string();
+            assert!(err.contains("give --epochs once"), "{twice}: {err}");
+        }
         Ok(())
     }
 

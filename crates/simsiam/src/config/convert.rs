@@ -224,6 +224,7 @@ impl RunConfig {
             fixed_predictor_lr: t.fixed_predictor_lr,
             warmup_epochs: t.warmup_epochs,
             schedule_step: t.schedule,
+            clock_minutes: t.minutes,
             log_every: t.log_every,
             checkpoint_every: t.checkpoint_every,
             keep_checkpoints: t.keep_checkpoints,
@@ -287,6 +288,8 @@ mod tests {
             run.clone().with_overrides(&["train.minutes=2".into(), "train.knn_at_minutes=[1]".into()])?;
         let marks = timed.minute_marks()?.expect("a budget");
         assert_eq!(marks.budget_minutes(), Some(2.0));
+        let clock = timed.with_overrides(&["train.schedule=clock".into()])?.trainer_config();
+        assert_eq!((clock.schedule_step, clock.clock_minutes), (ScheduleStep::Clock, 2.0));
         let linear = run.linear_eval_config(3, 0.5);
         assert_eq!((linear.epochs, linear.lr, linear.seed), (3, 0.5, run.train.seed));
 

@@ -2,6 +2,7 @@
 //! before a run touches any file. Every message names the key as the config file writes it.
 
 use anyhow::{Result, bail};
+use simsiam_train::ScheduleStep;
 
 use super::RunConfig;
 
@@ -79,6 +80,14 @@ pub fn validate(run: &RunConfig) -> Result<()> {
         bail!("train.knn_t (the kNN temperature) must be positive, got {}", t.knn_t);
     }
     non_negative("train.minutes", t.minutes)?;
+    if t.schedule == ScheduleStep::Clock && (t.minutes == 0.0 || t.warmup_epochs > 0) {
+        bail!(
+            "train.schedule = \"clock\" spans the training-time budget: it needs train.minutes > 0 \
+             (got {}) and no warmup, train.warmup_epochs = 0 (got {})",
+            t.minutes,
+            t.warmup_epochs
+        );
+    }
     if let Some(bad) = t.knn_at_minutes.iter().find(|m| !(**m >= 0.0 && m.is_finite())) {
         bail!("train.knn_at_minutes must hold minutes that are zero or positive, got {bad}");
     }
@@ -165,11 +174,17 @@ mod tests {
             ("train.minutes=nan", "train.minutes"),
             ("train.knn_at_minutes=[15, -1]", "train.knn_at_minutes"),
             ("train.knn_at_minutes=[inf]", "train.knn_at_minutes"),
+            ("train.schedule=clock", "train.schedule"),
         ] {
             let run = base.clone().with_overrides(&[item.to_owned()])?;
             let e = validate(&run).expect_err(item).to_string();
             assert!(e.starts_with(key), "{item}: {e}");
         }
+        // A clock schedule spans the budget, from its first step.
+        let clock = base.with_overrides(&["train.schedule=clock".into(), "train.minutes=5".into()])?;
+        validate(&clock)?;
+        let warm = clock.with_overrides(&["train.warmup_epochs=1".into()])?;
+        assert!(validate(&warm).expect_err("warmup").to_string().starts_with("train.schedule"));
         Ok(())
     }
 }
